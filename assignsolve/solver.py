@@ -1,0 +1,100 @@
+"""The solver protocol, a base class that handles the common bookkeeping, and ``solve()``."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import ClassVar, Literal, Protocol, runtime_checkable
+
+import attrs
+
+from .assignment import Assignment
+from .errors import InvalidProblemError, NotConvergedWarning
+from .problem import Problem
+
+__all__ = ["Solver", "BaseSolver", "Needs", "check_problem"]
+
+Needs = Literal["scores", "features", "scores_or_features"]
+
+
+@runtime_checkable
+class Solver(Protocol):
+    """What the framework calls: configuration only, no problem data.
+
+    ``name``/``needs``/``gpu``/``requires_n_ge_k`` are class attributes; calling an
+    instance on a :class:`Problem` returns an :class:`Assignment` in the problem's
+    array family and device.
+    """
+
+    name: ClassVar[str]
+    needs: ClassVar[Needs]
+    gpu: ClassVar[bool]
+    requires_n_ge_k: ClassVar[bool]
+
+    def __call__(self, problem: Problem) -> Assignment: ...
+
+
+def check_problem(solver: Solver, problem: Problem) -> None:
+    """Raise :class:`InvalidProblemError` when ``problem`` lacks what ``solver`` needs."""
+    if not isinstance(problem, Problem):
+        raise TypeError(f"{solver.name}: expected an assignsolve.Problem, found {type(problem).__name__}")
+    needs = solver.needs
+    if needs == "scores" and problem.scores is None:
+        raise InvalidProblemError(f"solver {solver.name!r} expected scores [N, K], found none (only features)")
+    if needs == "features" and problem.features is None:
+        raise InvalidProblemError(f"solver {solver.name!r} expected features [N, D], found none (only scores)")
+    if solver.requires_n_ge_k and problem.n_clusters > problem.n_samples:
+        raise InvalidProblemError(
+            f"solver {solver.name!r} expected N >= K, found N = {problem.n_samples} samples "
+            f"for K = {problem.n_clusters} clusters"
+        )
+
+
+@attrs.frozen
+class BaseSolver:
+    """Convenience base: validates, times, names the result and warns on non-convergence.
+
+    Subclasses are ``@attrs.frozen`` classes that set the class attributes and implement
+    ``solve(problem) -> Assignment``. Using this base is optional: the protocol is all the
+    framework relies on.
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[Needs] = "scores"
+    gpu: ClassVar[bool] = False
+    requires_n_ge_k: ClassVar[bool] = False
+
+    def solve(self, problem: Problem) -> Assignment:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, problem: Problem) -> Assignment:
+        check_problem(self, problem)
+        start = time.perf_counter()
+        result = self.solve(problem)
+        result = attrs.evolve(result, solver=self.name, seconds=time.perf_counter() - start)
+        if not result.converged:
+            warnings.warn(
+                NotConvergedWarning(
+                    f"{self.name}: not converged after {result.n_iters} iterations "
+                    f"(last error {result.marginal_error:.3g}); raise max_iter or tol"
+                ),
+                stacklevel=2,
+            )
+        return result
+
+
+def solve(problem: Problem, solver: str | Solver = "sinkhorn-gpu", **config) -> Assignment:
+    """Solve ``problem`` with a registered solver (by name, with ``config``) or a solver instance.
+
+    >>> import numpy as np, assignsolve
+    >>> p = assignsolve.Problem.from_logits(np.random.default_rng(0).normal(size=(8, 2)))
+    >>> assignsolve.solve(p, "sinkhorn-pot", epsilon=0.1).labels.shape
+    (8,)
+    """
+    from .plugins import get_solver
+
+    if isinstance(solver, str):
+        solver = get_solver(solver, **config)
+    elif config:
+        raise TypeError("solve(): pass configuration either to the solver instance or by name, not both")
+    return solver(problem)

@@ -1,0 +1,1 @@
+"""Built-in plugin module 'coke' (work in progress this session)."""

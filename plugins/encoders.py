@@ -1,0 +1,1 @@
+"""Built-in plugin module 'encoders' (work in progress this session)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin module 'iic' (work in progress this session)."""

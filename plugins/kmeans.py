@@ -1,0 +1,1 @@
+"""Built-in plugin module 'kmeans' (work in progress this session)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin module 'lp' (work in progress this session)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin module 'sinkhorn_gpu' (work in progress this session)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin module 'sinkhorn_pot' (work in progress this session)."""
