@@ -1,0 +1,143 @@
+"""Plugin discovery through entry points, the registry, and the plugin-facing CLI commands."""
+
+import os
+import subprocess
+import sys
+import types
+
+import attrs
+import numpy as np
+import pluggy
+import pytest
+
+import assignsolve
+from assignsolve import hookimpl, hookspecs, plugins
+from assignsolve.errors import (
+    DuplicateNameError, MissingDependencyError, UnknownEncoderError, UnknownPluginError,
+    UnknownSolverError, optional_import,
+)
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "assignsolve", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_example_plugin_is_discovered_and_solves():
+    entry = plugins.solver_entry("greedy-balanced")
+    assert entry.plugin == "greedy" and entry.needs == "scores" and not entry.gpu
+    # greedy on a case where the answer is known: each sample's best cluster has room
+    scores = np.array([[5.0, 0.0], [0.0, 5.0], [4.0, 1.0], [1.0, 4.0]])
+    result = assignsolve.solve(assignsolve.Problem(scores=scores), "greedy-balanced")
+    assert result.labels.tolist() == [0, 1, 0, 1] and result.objective == 18.0
+    # capacity 2 forces the third sample (prefers 0) into cluster 1
+    scores = np.array([[5.0, 0.0], [4.0, 0.0], [3.0, 2.0], [0.0, 1.0]])
+    result = assignsolve.solve(assignsolve.Problem(scores=scores), "greedy-balanced")
+    assert result.labels.tolist() == [0, 0, 1, 1] and result.solver == "greedy-balanced"
+
+
+def test_list_solvers_glob():
+    assert assignsolve.list_solvers("greedy*") == ["greedy-balanced"]
+    assert assignsolve.list_solvers("no-such-*") == []
+
+
+def test_unknown_solver_suggests_close_matches():
+    with pytest.raises(UnknownSolverError) as info:
+        assignsolve.get_solver("greedy-balance")
+    message = str(info.value)
+    assert "unknown solver 'greedy-balance'; did you mean 'greedy-balanced'?" in message
+    assert "Available:" in message
+
+
+def test_bad_solver_configuration_lists_options():
+    with pytest.raises(TypeError, match=r"accepted options: \['slack'\]"):
+        assignsolve.get_solver("greedy-balanced", epsilon=0.1)
+
+
+def test_restricting_plugins_by_name():
+    pm = plugins.build_plugin_manager(only=["greedy"])
+    assert [name for name, _ in pm.list_name_plugin()] == ["greedy"]
+    assert list(plugins.build_registry(pm).solvers) == ["greedy-balanced"]
+    assert plugins.build_plugin_manager(only=[]).get_plugins() == set()
+    with pytest.raises(UnknownPluginError, match="did you mean 'greedy'"):
+        plugins.build_plugin_manager(only=["greedyy"])
+
+
+def test_environment_variable_restricts_plugins_in_the_cli():
+    out = cli("solvers", env={"ASSIGNSOLVE_PLUGINS": "greedy"})
+    assert out.returncode == 0, out.stderr
+    names = [line.split()[0] for line in out.stdout.splitlines()[2:]]
+    assert names == ["greedy-balanced"]
+    out = cli("solvers", env={"ASSIGNSOLVE_PLUGINS": ""})
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 2  # header only
+
+
+def test_cli_plugins_lists_name_version_hooks():
+    out = cli("plugins")
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("greedy "))
+    assert row.split() == ["greedy", "assignsolve-greedy", "0.1.0", "register_solvers"]
+
+
+def test_cli_solvers_shows_needs_and_gpu():
+    out = cli("solvers", "greedy*")
+    assert out.returncode == 0, out.stderr
+    header, _, row = out.stdout.splitlines()
+    assert header.split() == ["name", "needs", "gpu", "plugin", "description"]
+    assert row.split()[:4] == ["greedy-balanced", "scores", "no", "greedy"]
+
+
+def test_cli_unknown_plugin_is_a_clean_error():
+    out = cli("solvers", env={"ASSIGNSOLVE_PLUGINS": "greddy"})
+    assert out.returncode == 2
+    assert "unknown plugin 'greddy'; did you mean 'greedy'?" in out.stderr
+
+
+def _manager(*modules):
+    pm = pluggy.PluginManager("assignsolve")
+    pm.add_hookspecs(hookspecs)
+    for i, module in enumerate(modules):
+        pm.register(module, name=f"plugin{i}")
+    return pm
+
+
+def _solver_module(solver_name):
+    @attrs.frozen
+    class Dummy(assignsolve.BaseSolver):
+        """A dummy."""
+        name = solver_name
+
+    module = types.ModuleType(f"mod_{solver_name}")
+    module.register_solvers = hookimpl(lambda register: register(Dummy))
+    return module
+
+
+def test_duplicate_names_name_both_plugins():
+    pm = _manager(_solver_module("same"), _solver_module("same"))
+    with pytest.raises(DuplicateNameError, match="'same' registered twice: by plugin 'plugin0' and by plugin 'plugin1'"):
+        plugins.build_registry(pm)
+
+
+def test_check_pending_rejects_unknown_hooks():
+    module = types.ModuleType("typo")
+    module.register_solver = hookimpl(lambda register: None)  # misspelt hook name
+    pm = _manager(module)
+    with pytest.raises(pluggy.PluginValidationError, match="register_solver"):
+        pm.check_pending()
+
+
+def test_encoder_families_and_unknown_encoders():
+    calls = []
+    module = types.ModuleType("enc")
+    module.register_encoders = hookimpl(
+        lambda register: register("fam:", lambda shape, variant, **kw: calls.append((shape, variant, kw)), "family"))
+    registry = plugins.build_registry(_manager(module))
+    plugins.get_encoder("fam:tiny", (3, 8, 8), registry=registry, width=2)
+    assert calls == [((3, 8, 8), "tiny", {"width": 2})]
+    with pytest.raises(UnknownEncoderError, match="unknown encoder 'fan:tiny'"):
+        plugins.get_encoder("fan:tiny", (3, 8, 8), registry=registry)
+
+
+def test_missing_optional_dependency_message():
+    with pytest.raises(MissingDependencyError, match="TensorBoard logging needs the optional package 'no_such_module_xyz'"):
+        optional_import("no_such_module_xyz", "TensorBoard logging")
