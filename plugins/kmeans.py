@@ -1,1 +1,624 @@
-"""Built-in plugin module 'kmeans' (work in progress this session)."""
+r"""Lloyd's k-means, as DeepCluster uses it, in torch (CPU or CUDA).
+
+Objective (minimised over labels :math:`y \in \{0..K-1\}^N` and centroids :math:`C \in \mathbb{R}^{K \times D}`):
+
+.. math::
+
+    \mathcal{L}(y, C) = \frac{1}{N} \sum_{i=1}^{N} \lVert x_i - c_{y_i} \rVert_2^2
+
+Lloyd's algorithm alternates the two exact block minimisations: assignment
+:math:`y_i = \arg\min_k \lVert x_i - c_k \rVert^2` and update :math:`c_k = \mathrm{mean}\{x_i : y_i = k\}`.
+With ``metric="cosine"`` (spherical k-means) the features and centroids are L2-normalised, so the
+assignment is :math:`\arg\max_k \langle \hat x_i, \hat c_k \rangle` and the objective is
+:math:`\frac1N\sum_i \lVert \hat x_i - \hat c_{y_i} \rVert^2 = \frac1N\sum_i 2(1 - \cos(x_i, c_{y_i}))`.
+
+DeepCluster (Caron et al., "Deep Clustering for Unsupervised Learning of Visual Features",
+ECCV 2018, https://arxiv.org/abs/1807.05520; code facebookresearch/deepcluster ``clustering.py``)
+PCA-whitens the convnet features to 256 dimensions, L2-normalises them, and runs faiss' k-means
+for 20 iterations from ``K`` random data points. This module reproduces that pipeline:
+
+* :func:`preprocess_features` - PCA-whitening + L2 normalisation (``faiss.PCAMatrix(d, 256,
+  eigen_power=-0.5)`` then row normalisation, as in DeepCluster's ``preprocess_features``);
+* :func:`assign_nearest` - the assignment step, computed ``chunk_size`` rows at a time as
+  :math:`\lVert c_k\rVert^2 - 2\langle x_i, c_k\rangle` (one GEMM per chunk, ``torch.addmm``), so at
+  most ``chunk_size x K`` distances ever exist;
+* :func:`update_centroids` - cluster sums with ``index_add_`` (no one-hot matrix);
+* :func:`split_empty_clusters` - faiss' empty-cluster repair (``faiss/Clustering.cpp``,
+  ``split_clusters``): an empty cluster takes a copy of a non-empty centroid ``j`` drawn with
+  probability proportional to :math:`n_j - 1`, both copies are perturbed by a relative
+  :math:`\pm 1/1024` and the donor's count is split in half;
+* :func:`lloyd_kmeans` - the loop, with the objective history, early stopping on ``tol`` and a
+  repair counter; :class:`KMeans` wires it as the ``kmeans`` solver.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, NamedTuple
+
+import attrs
+import torch
+
+import assignsolve
+from assignsolve import Assignment, BaseSolver, InvalidProblemError, Problem
+from assignsolve.arrays import resolve_device, to_family
+
+__all__ = [
+    "KMeans",
+    "KMeansResult",
+    "apply_pca",
+    "assign_nearest",
+    "fit_pca",
+    "init_kmeans_plusplus",
+    "init_random",
+    "lloyd_kmeans",
+    "preprocess_features",
+    "split_empty_clusters",
+    "update_centroids",
+]
+
+#: Relative perturbation of a split centroid: faiss' ``EPS`` ("a bit above machine epsilon for
+#: float16") in ``Clustering.cpp``.
+SPLIT_EPS = 1.0 / 1024.0
+
+_METRICS = ("l2", "cosine")
+_INITS = ("random", "kmeans++")
+
+
+# --------------------------------------------------------------------------- preprocessing
+@torch.no_grad()
+def fit_pca(
+    x: torch.Tensor, pca_dim: int, whiten: bool = True, eps: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Fit a (whitening) PCA projection :math:`z = (x - \mu) P`.
+
+    With :math:`\Sigma = \frac1N \sum_i (x_i - \mu)(x_i - \mu)^\top = U \Lambda U^\top` (eigenvalues
+    in decreasing order), :math:`P = U_{:, :d}` and, when whitening,
+    :math:`P = U_{:, :d} (\Lambda_{:d} + \epsilon)^{-1/2}` so that :math:`\mathrm{Cov}(z) \approx I_d`.
+    This is ``faiss.PCAMatrix(D, d, eigen_power=-0.5)`` as DeepCluster uses it, with ``eps`` guarding
+    near-zero eigenvalues (faiss' ``PCAMatrix.epsilon``).
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+        Features (any floating dtype; statistics are computed in float64).
+    pca_dim : int
+        Output dimension ``d``, ``1 <= d <= D``.
+    whiten : bool
+        Scale each principal direction by :math:`(\lambda + \epsilon)^{-1/2}`.
+    eps : float
+        Added to the eigenvalues before the inverse square root.
+
+    Returns
+    -------
+    mean : torch.Tensor [D]
+        :math:`\mu`, in ``x``'s dtype and device.
+    proj : torch.Tensor [D, d]
+        :math:`P`, in ``x``'s dtype and device.
+    """
+    n, dim = x.shape
+    if isinstance(pca_dim, bool) or not isinstance(pca_dim, int) or not 1 <= pca_dim <= dim:
+        raise InvalidProblemError(
+            f"pca_dim: expected an int in [1, D = {dim}] (features have {dim} columns), found {pca_dim!r}"
+        )
+    if eps < 0:
+        raise ValueError(f"eps: expected >= 0, found {eps}")
+    xd = x.to(torch.float64)
+    mean = xd.mean(dim=0)
+    xc = xd - mean
+    cov = xc.T @ xc / max(n, 1)
+    evals, evecs = torch.linalg.eigh(cov)  # ascending
+    evals = evals.flip(0)[:pca_dim].clamp_min(0.0)
+    proj = evecs.flip(1)[:, :pca_dim]
+    if whiten:
+        proj = proj * (evals + eps).rsqrt()[None, :]
+    return mean.to(x.dtype), proj.to(x.dtype)
+
+
+@torch.no_grad()
+def apply_pca(x: torch.Tensor, mean: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
+    r""":math:`z = (x - \mu) P`.
+
+    Parameters
+    ----------
+    x : torch.Tensor [M, D]
+    mean : torch.Tensor [D]
+    proj : torch.Tensor [D, d]
+
+    Returns
+    -------
+    torch.Tensor [M, d]
+    """
+    return (x - mean.to(x)) @ proj.to(x)
+
+
+@torch.no_grad()
+def preprocess_features(
+    x: torch.Tensor,
+    pca_dim: int | None = 256,
+    whiten: bool = True,
+    eps: float = 1e-5,
+    normalize: bool = True,
+) -> torch.Tensor:
+    r"""DeepCluster's feature preprocessing: PCA-whitening to ``pca_dim`` then L2 normalisation.
+
+    .. math:: z_i = \frac{(x_i - \mu) P}{\lVert (x_i - \mu) P \rVert_2}
+
+    with :math:`P` from :func:`fit_pca` (fitted on ``x`` itself, as DeepCluster does every epoch).
+    Caron et al. 2018, Sec. 3 / ``clustering.py: preprocess_features`` (``pca=256``).
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+        Features, on any device. Half precision is computed in float32.
+    pca_dim : int or None
+        Output dimension (256 in DeepCluster); ``None`` skips the PCA (normalisation only).
+    whiten : bool
+        Whiten the principal components (DeepCluster: yes).
+    eps : float
+        Eigenvalue regulariser of the whitening.
+    normalize : bool
+        L2-normalise the rows at the end (DeepCluster: yes).
+
+    Returns
+    -------
+    torch.Tensor [N, pca_dim] (or [N, D] when ``pca_dim`` is None)
+        In ``x``'s device, float32 or float64.
+    """
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    if pca_dim is not None:
+        mean, proj = fit_pca(x, pca_dim, whiten=whiten, eps=eps)
+        x = apply_pca(x, mean, proj)
+    if normalize:
+        x = torch.nn.functional.normalize(x, dim=1)
+    return x
+
+
+# --------------------------------------------------------------------------- Lloyd steps
+@torch.no_grad()
+def assign_nearest(
+    x: torch.Tensor,
+    centroids: torch.Tensor,
+    chunk_size: int = 8192,
+    x_sqnorm: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Nearest centroid of every row: :math:`y_i = \arg\min_k \lVert x_i - c_k \rVert^2`.
+
+    Uses :math:`\lVert x_i - c_k\rVert^2 = \lVert x_i\rVert^2 + \lVert c_k\rVert^2 - 2 \langle x_i, c_k\rangle`;
+    the :math:`k`-independent first term is added after the ``min``. Rows are processed
+    ``chunk_size`` at a time into one reused ``[chunk_size, K]`` buffer (one ``addmm`` each).
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+    centroids : torch.Tensor [K, D]
+        Same dtype and device as ``x``.
+    chunk_size : int
+        Rows per block; memory is ``chunk_size * K`` scalars.
+    x_sqnorm : torch.Tensor [N], optional
+        Precomputed :math:`\lVert x_i\rVert^2` (computed when omitted).
+
+    Returns
+    -------
+    labels : torch.Tensor [N] int64
+    sqdist : torch.Tensor [N]
+        :math:`\lVert x_i - c_{y_i}\rVert^2`, clamped at 0 against round-off.
+    """
+    n = x.shape[0]
+    k = centroids.shape[0]
+    if x_sqnorm is None:
+        x_sqnorm = x.pow(2).sum(dim=1)
+    c_sqnorm = centroids.pow(2).sum(dim=1)
+    ct = centroids.T
+    step = max(1, min(int(chunk_size), n))
+    buf = torch.empty((step, k), dtype=x.dtype, device=x.device)
+    labels = torch.empty(n, dtype=torch.int64, device=x.device)
+    best = torch.empty(n, dtype=x.dtype, device=x.device)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        block = buf[: stop - start]
+        torch.addmm(c_sqnorm[None, :], x[start:stop], ct, beta=1.0, alpha=-2.0, out=block)
+        torch.min(block, dim=1, out=(best[start:stop], labels[start:stop]))
+    sqdist = (best + x_sqnorm).clamp_min_(0.0)
+    return labels, sqdist
+
+
+@torch.no_grad()
+def update_centroids(
+    x: torch.Tensor, labels: torch.Tensor, n_clusters: int, previous: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Cluster means :math:`c_k = \frac{1}{n_k}\sum_{i: y_i = k} x_i`, :math:`n_k = |\{i : y_i = k\}|`.
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+    labels : torch.Tensor [N] int64
+        Values in ``[0, n_clusters)``.
+    n_clusters : int
+        ``K``.
+    previous : torch.Tensor [K, D], optional
+        Centroids kept for empty clusters (zeros, like faiss, when omitted); empty clusters are
+        then re-seeded by :func:`split_empty_clusters`.
+
+    Returns
+    -------
+    centroids : torch.Tensor [K, D]
+    counts : torch.Tensor [K]
+        :math:`n_k`, in ``x``'s dtype.
+    """
+    sums = torch.zeros((n_clusters, x.shape[1]), dtype=x.dtype, device=x.device)
+    sums.index_add_(0, labels, x)
+    counts = torch.bincount(labels, minlength=n_clusters).to(x.dtype)
+    centroids = sums / counts.clamp_min(1.0)[:, None]
+    if previous is not None:
+        centroids = torch.where((counts == 0)[:, None], previous, centroids)
+    return centroids, counts
+
+
+@torch.no_grad()
+def split_empty_clusters(
+    centroids: torch.Tensor,
+    counts: torch.Tensor,
+    generator: torch.Generator,
+    eps: float = SPLIT_EPS,
+) -> int:
+    r"""Re-seed empty clusters by splitting populated ones, in place (faiss ``split_clusters``).
+
+    For each empty cluster :math:`e` (in index order): draw a donor :math:`j` with probability
+    :math:`(n_j - 1) / \sum_l (n_l - 1)_+` (faiss: :math:`(n_j - 1)/(N - K)` with a sequential
+    rejection scan; singleton clusters are never split), then
+
+    .. math:: c_e = c_j \odot (1 + \epsilon s), \quad c_j \leftarrow c_j \odot (1 - \epsilon s),
+              \quad n_e = n_j / 2, \quad n_j \leftarrow n_j - n_e,
+
+    with :math:`s = (+1, -1, +1, \dots)` alternating over dimensions, :math:`\epsilon = 1/1024`.
+    The alternating sign (faiss' choice) moves the two copies apart in a direction that survives
+    re-normalisation, so it also works for spherical k-means, where a pure rescaling would not.
+    Caron et al. 2018, Sec. 3.3 "Avoiding trivial solutions: empty clusters".
+
+    Parameters
+    ----------
+    centroids : torch.Tensor [K, D]
+        Modified in place.
+    counts : torch.Tensor [K]
+        Cluster sizes; modified in place (the assumed even split).
+    generator : torch.Generator
+        CPU generator for the donor draws (reproducible on any device).
+    eps : float
+        Relative perturbation.
+
+    Returns
+    -------
+    int
+        Number of splits performed.
+    """
+    if not bool((counts == 0).any()):
+        return 0
+    sizes = counts.detach().to("cpu", torch.float64)
+    dim = centroids.shape[1]
+    sign = torch.ones(dim, dtype=centroids.dtype, device=centroids.device)
+    sign[1::2] = -1.0
+    up, down = 1.0 + eps * sign, 1.0 - eps * sign
+    n_split = 0
+    for e in (sizes == 0).nonzero().flatten().tolist():
+        weight = (sizes - 1.0).clamp_min(0.0)
+        total = float(weight.sum())
+        if total <= 0.0:  # every cluster is a singleton or empty: nothing to split
+            break
+        j = int(torch.multinomial(weight / total, 1, generator=generator))
+        donor = centroids[j].clone()
+        centroids[e] = donor * up
+        centroids[j] = donor * down
+        sizes[e] = sizes[j] / 2.0
+        sizes[j] -= sizes[e]
+        n_split += 1
+    counts.copy_(sizes.to(counts))
+    return n_split
+
+
+# --------------------------------------------------------------------------- initialisation
+def init_random(x: torch.Tensor, n_clusters: int, generator: torch.Generator) -> torch.Tensor:
+    r"""``K`` distinct data points drawn uniformly without replacement (faiss' default init).
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+    n_clusters : int
+        ``K <= N``.
+    generator : torch.Generator
+        CPU generator.
+
+    Returns
+    -------
+    torch.Tensor [K, D]
+    """
+    perm = torch.randperm(x.shape[0], generator=generator)[:n_clusters]
+    return x[perm.to(x.device)].clone()
+
+
+@torch.no_grad()
+def init_kmeans_plusplus(
+    x: torch.Tensor,
+    n_clusters: int,
+    generator: torch.Generator,
+    n_local_trials: int | None = None,
+) -> torch.Tensor:
+    r"""Greedy k-means++ seeding (Arthur & Vassilvitskii, "k-means++: the advantages of careful
+    seeding", SODA 2007).
+
+    The first centroid is a uniform data point; then, with
+    :math:`D(x) = \min_{c \in C} \lVert x - c\rVert`, draw ``n_local_trials`` candidates
+    :math:`x_i` with probability :math:`D(x_i)^2 / \sum_l D(x_l)^2` and keep the one that
+    minimises the potential :math:`\sum_l \min(D(x_l)^2, \lVert x_l - x_i\rVert^2)`.
+    ``n_local_trials=1`` is plain D²-sampling; the default :math:`2 + \lfloor\ln K\rfloor` is the
+    greedy variant suggested in the paper and used by scikit-learn (``_kmeans_plusplus``).
+    Cost: ``K`` passes over ``x``, each one ``[N, n_local_trials]`` GEMM.
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+    n_clusters : int
+        ``K <= N``.
+    generator : torch.Generator
+        CPU generator (uniforms are drawn on CPU, so a seed gives the same draws on any device).
+    n_local_trials : int, optional
+        Candidates per step.
+
+    Returns
+    -------
+    torch.Tensor [K, D]
+    """
+    n = x.shape[0]
+    trials = n_local_trials if n_local_trials is not None else 2 + int(math.log(n_clusters))
+    x_sq = x.pow(2).sum(dim=1)
+    first = int(torch.randint(n, (1,), generator=generator))
+    centroids = torch.empty((n_clusters, x.shape[1]), dtype=x.dtype, device=x.device)
+    centroids[0] = x[first]
+    d2 = (x_sq - 2.0 * (x @ x[first]) + x_sq[first]).clamp_min_(0.0)
+    for j in range(1, n_clusters):
+        cum = torch.cumsum(d2.to(torch.float64), dim=0)
+        total = float(cum[-1])
+        u = torch.rand(trials, generator=generator, dtype=torch.float64)
+        if total > 0.0:
+            cand = torch.searchsorted(cum, (u * total).to(cum.device)).clamp_max_(n - 1)
+        else:  # every point coincides with a chosen centroid
+            cand = (u * n).long().clamp_max_(n - 1).to(x.device)
+        # [N, trials] squared distances to the candidates, then each candidate's potential.
+        dc = (x_sq[:, None] - 2.0 * (x @ x[cand].T) + x_sq[cand][None, :]).clamp_min_(0.0)
+        dc = torch.minimum(dc, d2[:, None])
+        best = int(torch.argmin(dc.to(torch.float64).sum(dim=0)))
+        centroids[j] = x[cand[best]]
+        d2 = dc[:, best].contiguous()
+    return centroids
+
+
+# --------------------------------------------------------------------------- Lloyd loop
+class KMeansResult(NamedTuple):
+    """Output of :func:`lloyd_kmeans` (torch tensors on the computation device)."""
+
+    labels: torch.Tensor  #: [N] int64, nearest final centroid
+    centroids: torch.Tensor  #: [K, D]
+    objective: float  #: mean squared distance to the assigned final centroid
+    history: tuple[float, ...]  #: objective at each assignment step (first: initial centroids)
+    n_iters: int  #: update steps performed
+    converged: bool
+    n_repairs: int  #: empty-cluster splits, summed over iterations
+
+
+@torch.no_grad()
+def lloyd_kmeans(
+    x: torch.Tensor,
+    init: torch.Tensor,
+    *,
+    max_iter: int = 20,
+    tol: float = 1e-4,
+    spherical: bool = False,
+    chunk_size: int = 8192,
+    generator: torch.Generator | None = None,
+) -> KMeansResult:
+    r"""Lloyd's iterations from ``init``, minimising :math:`\frac1N\sum_i \lVert x_i - c_{y_i}\rVert^2`.
+
+    One iteration = update (means, then :func:`split_empty_clusters`, then re-normalise when
+    ``spherical``) followed by assignment (:func:`assign_nearest`). As in faiss, ``history[t]``
+    is the objective of the assignment to the centroids of step ``t`` (``history[0]``: ``init``);
+    the returned labels are the assignment to the returned centroids (DeepCluster's final
+    ``index.search``) and ``objective == history[-1]``.
+
+    Stops early, with ``converged=True``, when the assignment no longer changes (and no split
+    happened: a fixed point) or when :math:`|\mathcal L_{t-1} - \mathcal L_t| \le tol \cdot |\mathcal L_t|`
+    (``tol > 0``). Otherwise runs ``max_iter`` iterations and reports ``converged=False``.
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+        Features, float32/float64 (normalised beforehand when ``spherical``).
+    init : torch.Tensor [K, D]
+        Initial centroids, same dtype/device as ``x``.
+    max_iter : int
+        Maximum number of update steps (DeepCluster: 20).
+    tol : float
+        Relative objective change that counts as converged; 0 disables (fixed point only).
+    spherical : bool
+        Re-normalise the centroids after every update (faiss ``spherical=True``).
+    chunk_size : int
+        Rows per distance block (memory ``chunk_size * K``).
+    generator : torch.Generator, optional
+        CPU generator for the empty-cluster donor draws.
+
+    Returns
+    -------
+    KMeansResult
+    """
+    k = init.shape[0]
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    centroids = init.clone()
+    if spherical:
+        centroids = torch.nn.functional.normalize(centroids, dim=1)
+    x_sq = x.pow(2).sum(dim=1)
+    labels, sqdist = assign_nearest(x, centroids, chunk_size, x_sq)
+    obj = float(sqdist.mean())
+    history = [obj]
+    converged = False
+    n_iters = 0
+    n_repairs = 0
+    for it in range(max_iter):
+        centroids, counts = update_centroids(x, labels, k)
+        n_split = split_empty_clusters(centroids, counts, gen)
+        n_repairs += n_split
+        if spherical:
+            centroids = torch.nn.functional.normalize(centroids, dim=1)
+        new_labels, sqdist = assign_nearest(x, centroids, chunk_size, x_sq)
+        new_obj = float(sqdist.mean())
+        history.append(new_obj)
+        n_iters = it + 1
+        fixed_point = n_split == 0 and torch.equal(new_labels, labels)
+        labels = new_labels
+        small_change = tol > 0 and abs(obj - new_obj) <= tol * max(abs(new_obj), 1e-30)
+        obj = new_obj
+        if fixed_point or small_change:
+            converged = True
+            break
+    return KMeansResult(labels, centroids, obj, tuple(history), n_iters, converged, n_repairs)
+
+
+# --------------------------------------------------------------------------- solver
+def _check(cond: bool, name: str, expected: str, value: object) -> None:
+    if not cond:
+        raise ValueError(f"{name}: expected {expected}, found {value!r}")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@attrs.frozen
+class KMeans(BaseSolver):
+    """Lloyd's k-means on features, DeepCluster style (PCA-whitening, faiss empty-cluster repair).
+
+    Returns hard labels only (``soft`` is ``None``: a one-hot ``[N, K]`` matrix is exactly what the
+    chunked assignment avoids materialising). ``objective`` is the mean squared distance of each
+    sample to its final centroid (inertia / N; in the preprocessed space when ``preprocess``);
+    ``errors`` is the objective history (one value per assignment step, the first from the initial
+    centroids). ``extras``: ``centroids`` [K, D'] (input family; D' = ``pca_dim`` when
+    preprocessing), ``n_repairs`` (empty-cluster splits), ``n_empty`` (empty clusters at the end),
+    ``init`` (what seeded the centroids), ``n_init_best`` (which restart won).
+
+    Configuration
+    -------------
+    max_iter : int
+        Lloyd iterations (20, DeepCluster's ``clus.niter``).
+    tol : float
+        Stop when the relative objective change is ``<= tol`` (0: only at a fixed point).
+    metric : {"l2", "cosine"}
+        "cosine" is spherical k-means (normalised features and centroids).
+    init : {"random", "kmeans++"}
+        Used when the problem has no ``init_centroids``; "random" = K distinct data points (faiss).
+    n_init : int
+        Restarts with different seeds; the lowest final objective wins (DeepCluster: 1).
+    chunk_size : int
+        Rows per distance block; never more than ``chunk_size * K`` distances in memory.
+    preprocess : bool
+        Apply :func:`preprocess_features` (PCA-whitening to ``pca_dim`` + L2 normalisation) first;
+        ``init_centroids`` then go through the same affine map and normalisation.
+    pca_dim : int or None
+        PCA output dimension when ``preprocess`` (256 in DeepCluster); None: normalisation only.
+    whiten : bool
+        Whiten the PCA output.
+    device : str or None
+        Computation device; None = the input's, "auto" = CUDA when available.
+    seed : int or None
+        Seeds initialisation and empty-cluster donor draws (None: fresh randomness).
+    """
+
+    name: ClassVar[str] = "kmeans"
+    needs: ClassVar[str] = "features"
+    gpu: ClassVar[bool] = True
+    requires_n_ge_k: ClassVar[bool] = True
+
+    max_iter: int = 20
+    tol: float = 1e-4
+    metric: str = "l2"
+    init: str = "random"
+    n_init: int = 1
+    chunk_size: int = 8192
+    preprocess: bool = False
+    pca_dim: int | None = 256
+    whiten: bool = True
+    device: str | None = None
+    seed: int | None = 0
+
+    def __attrs_post_init__(self) -> None:
+        _check(_is_int(self.max_iter) and self.max_iter >= 0, "max_iter", "an int >= 0", self.max_iter)
+        _check(isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol >= 0,
+               "tol", "a finite float >= 0", self.tol)
+        _check(self.metric in _METRICS, "metric", f"one of {_METRICS}", self.metric)
+        _check(self.init in _INITS, "init", f"one of {_INITS}", self.init)
+        _check(_is_int(self.n_init) and self.n_init >= 1, "n_init", "an int >= 1", self.n_init)
+        _check(_is_int(self.chunk_size) and self.chunk_size >= 1, "chunk_size", "an int >= 1", self.chunk_size)
+        _check(self.pca_dim is None or (_is_int(self.pca_dim) and self.pca_dim >= 1),
+               "pca_dim", "None or an int >= 1", self.pca_dim)
+        _check(self.seed is None or _is_int(self.seed), "seed", "None or an int", self.seed)
+
+    def solve(self, problem: Problem) -> Assignment:
+        device = resolve_device(self.device, problem.device)
+        feats = problem.features
+        dtype = torch.float64 if feats.dtype == torch.float64 else torch.float32
+        x = feats.detach().to(device=device, dtype=dtype)
+        init = problem.init_centroids
+        init = None if init is None else init.detach().to(device=device, dtype=dtype)
+        if self.preprocess:
+            if self.pca_dim is not None:
+                mean, proj = fit_pca(x, self.pca_dim, whiten=self.whiten)
+                x = apply_pca(x, mean, proj)
+                init = None if init is None else apply_pca(init, mean, proj)
+            x = torch.nn.functional.normalize(x, dim=1)
+            init = None if init is None else torch.nn.functional.normalize(init, dim=1)
+        spherical = self.metric == "cosine"
+        if spherical:
+            x = torch.nn.functional.normalize(x, dim=1)
+
+        gen = torch.Generator()
+        if self.seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(self.seed)
+        k = problem.n_clusters
+        best: KMeansResult | None = None
+        best_run = 0
+        for run in range(self.n_init):
+            if init is not None and run == 0:
+                start, how = init, "problem.init_centroids"
+            elif self.init == "kmeans++":
+                start, how = init_kmeans_plusplus(x, k, gen), "kmeans++"
+            else:
+                start, how = init_random(x, k, gen), "random"
+            res = lloyd_kmeans(x, start, max_iter=self.max_iter, tol=self.tol, spherical=spherical,
+                               chunk_size=self.chunk_size, generator=gen)
+            if best is None or res.objective < best.objective:
+                best, best_run, best_how = res, run, how
+        assert best is not None
+        n_empty = int((torch.bincount(best.labels, minlength=k) == 0).sum())
+        fam = problem.family
+        return Assignment.for_problem(
+            problem,
+            labels=best.labels,
+            soft=None,
+            converged=best.converged,
+            n_iters=best.n_iters,
+            errors=best.history,
+            objective=best.objective,
+            extras={
+                "centroids": to_family(best.centroids, fam, fam.result_dtype),
+                "n_repairs": best.n_repairs,
+                "n_empty": n_empty,
+                "init": best_how,
+                "n_init_best": best_run,
+                "metric": self.metric,
+            },
+        )
+
+
+@assignsolve.hookimpl
+def register_solvers(register):
+    register(KMeans)
