@@ -16,7 +16,7 @@ scores = prototype similarities).
 The plan is computed by :func:`ot.sinkhorn` (Cuturi's matrix scaling, ``method="sinkhorn"``)
 or, when :math:`(\max S - \min S)/\varepsilon` is large enough for the kernel or the scalings to
 leave the float64 range, its log-domain form (``method="sinkhorn_log"``, alternating
-log-sum-exp updates of the dual potentials, Peyré & Cuturi 2019, Remark 4.23).
+log-sum-exp updates of the dual potentials, Peyré & Cuturi 2019, sec. 4.4).
 
 References
 ----------
