@@ -1,1 +1,569 @@
-"""Built-in plugin module 'coke' (work in progress this session)."""
+r"""Built-in plugin ``coke``: online constrained k-means (CoKe, Qian et al., CVPR 2022).
+
+CoKe clusters L2-normalised features :math:`x_i` on the unit sphere with a lower bound on
+every cluster's size and solves the problem online, one mini-batch at a time:
+
+.. math::
+
+    \max_{y,\,C}\ \sum_{i=1}^N x_i^\top c_{y_i}
+    \quad\text{s.t.}\quad |\{i : y_i = k\}| \ge \gamma\, N\, b_k \quad \forall k,
+
+with :math:`b_k = 1/K` in the paper (so each cluster holds at least :math:`\gamma N / K`
+samples) and :math:`\gamma` the lower-bound ratio (0.4 in the paper). The Lagrangian with
+dual variables :math:`\rho_k \ge 0` gives the assignment rule and a dual ascent step per
+mini-batch of size :math:`B` with counts :math:`n_k`:
+
+.. math::
+
+    y_i = \arg\max_k\ x_i^\top c_k + \rho_k,\qquad
+    \rho_k \leftarrow \max\big(0,\ \rho_k - \eta\, n_k / B + \eta\, \gamma\, b_k\big),
+
+and the centres are running means of their assigned features in the current epoch,
+renormalised after every mini-batch. The labels and centres of the previous epoch are the
+training targets (``OnlineCoke.targets``, ``OnlineCoke.logits``).
+
+References
+----------
+Q. Qian, Y. Xu, J. Hu, H. Li, R. Jin. "Unsupervised Visual Representation Learning by
+Online Constrained K-Means", CVPR 2022 (Alg. 1, Eqs. 5-8). Reference implementation:
+``idstcv/CoKe``, ``coke/builder_single_view.py`` (``gen_label``,
+``update_center_mini_batch``, ``update_center``): read for the update order and the
+running-mean form of the centres; this module is written from the equations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import ClassVar, Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+import assignsolve
+from assignsolve import Assignment, BaseSolver, Problem
+from assignsolve.arrays import resolve_device, to_family
+
+__all__ = [
+    "CoKe",
+    "CokeState",
+    "OnlineCoke",
+    "coke_assign",
+    "coke_centre_step",
+    "coke_dual_step",
+]
+
+
+# ------------------------------------------------------------------------------ maths
+@torch.no_grad()
+def coke_assign(x: torch.Tensor, centres: torch.Tensor, rho: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""CoKe assignment :math:`y_i = \arg\max_k x_i^\top c_k + \rho_k`.
+
+    Parameters
+    ----------
+    x : torch.Tensor [B, D]
+        L2-normalised features of the mini-batch.
+    centres : torch.Tensor [K, D]
+        L2-normalised centres.
+    rho : torch.Tensor [K]
+        Dual variables of the size constraints (>= 0).
+
+    Returns
+    -------
+    labels : torch.Tensor [B] int64
+    scores : torch.Tensor [B, K]
+        :math:`x_i^\top c_k + \rho_k`.
+    """
+    scores = x @ centres.T + rho
+    return scores.argmax(dim=1), scores
+
+
+@torch.no_grad()
+def coke_dual_step(
+    rho: torch.Tensor, labels: torch.Tensor, lower: torch.Tensor, eta: float, clip: bool = True
+) -> torch.Tensor:
+    r"""One dual ascent step: :math:`\rho_k \leftarrow [\rho_k - \eta n_k / B + \eta\, \ell_k]_+`.
+
+    Parameters
+    ----------
+    rho : torch.Tensor [K]
+        Current dual variables.
+    labels : torch.Tensor [B] int64
+        Assignment of the mini-batch, from :func:`coke_assign` with this ``rho``.
+    lower : torch.Tensor [K]
+        Lower-bound proportions :math:`\ell_k = \gamma b_k` (``gamma / K`` in the paper).
+    eta : float
+        Dual step size :math:`\eta` (20 in the paper, for K in the thousands).
+    clip : bool
+        Project onto :math:`\rho \ge 0` (inequality constraints). The reference skips the
+        projection when :math:`\gamma = 1` (sizes then constrained to equal :math:`N b_k`).
+
+    Returns
+    -------
+    torch.Tensor [K]
+    """
+    counts = torch.bincount(labels, minlength=rho.shape[0]).to(rho.dtype)
+    rho = rho - eta * counts / labels.shape[0] + eta * lower
+    return rho.clamp(min=0) if clip else rho
+
+
+@torch.no_grad()
+def coke_centre_step(
+    centres: torch.Tensor, counts: torch.Tensor, x: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Running-mean centre update, then renormalisation.
+
+    .. math:: c_k \leftarrow \frac{m_k c_k + \sum_{i: y_i = k} x_i}{m_k + n_k},\quad
+              c_k \leftarrow c_k / \|c_k\|,\quad m_k \leftarrow m_k + n_k
+
+    for every cluster with :math:`n_k > 0` in the batch (others unchanged). :math:`m_k` counts
+    the samples assigned to :math:`k` so far in the epoch (reset by ``end_epoch``), so the
+    first batch of an epoch replaces a centre by its batch mean.
+
+    Parameters
+    ----------
+    centres : torch.Tensor [K, D]
+    counts : torch.Tensor [K] int64
+        :math:`m_k`.
+    x : torch.Tensor [B, D]
+        L2-normalised features.
+    labels : torch.Tensor [B] int64
+
+    Returns
+    -------
+    centres : torch.Tensor [K, D]
+    counts : torch.Tensor [K] int64
+    """
+    k = centres.shape[0]
+    batch = torch.bincount(labels, minlength=k)
+    new_counts = counts + batch
+    sums = torch.zeros_like(centres).index_add_(0, labels, x)
+    denom = new_counts.clamp(min=1).to(centres.dtype)[:, None]
+    updated = F.normalize((centres * counts.to(centres.dtype)[:, None] + sums) / denom, dim=1)
+    touched = (batch > 0)[:, None]
+    return torch.where(touched, updated, centres), new_counts
+
+
+# ------------------------------------------------------------------------------ state
+@attrs.define(eq=False)
+class CokeState:
+    """Mutable state of an online CoKe run (tensors on one device).
+
+    Attributes
+    ----------
+    centres : torch.Tensor [K, D]
+        Current-epoch centres (unit norm).
+    rho : torch.Tensor [K]
+        Dual variables.
+    counts : torch.Tensor [K] int64
+        Samples assigned to each cluster so far in this epoch.
+    lower : torch.Tensor [K]
+        Lower-bound proportions :math:`\\gamma b_k`.
+    labels : torch.Tensor [N] int64
+        Latest label of each sample by dataset index (-1: not seen yet).
+    previous_labels : torch.Tensor [N] int64
+        Labels at the end of the previous epoch (-1 before the first ``end_epoch``).
+    previous_centres : torch.Tensor [K, D]
+        Centres at the end of the previous epoch (the initial centres before).
+    epoch, step : int
+        Completed epochs; mini-batches seen in total.
+    """
+
+    centres: torch.Tensor
+    rho: torch.Tensor
+    counts: torch.Tensor
+    lower: torch.Tensor
+    labels: torch.Tensor
+    previous_labels: torch.Tensor
+    previous_centres: torch.Tensor
+    epoch: int = 0
+    step: int = 0
+
+    _TENSORS: ClassVar[tuple[str, ...]] = (
+        "centres", "rho", "counts", "lower", "labels", "previous_labels", "previous_centres"
+    )
+
+    def state_dict(self) -> dict:
+        out = {name: getattr(self, name).detach().clone() for name in self._TENSORS}
+        out.update(epoch=int(self.epoch), step=int(self.step))
+        return out
+
+
+class OnlineCoke:
+    """A CoKe run over a dataset of ``n_samples``, fed one mini-batch at a time.
+
+    Create it with :meth:`CoKe.online`. Per mini-batch call :meth:`partial_fit` with the
+    features and the samples' dataset indices; at the end of each epoch call
+    :meth:`end_epoch`. :meth:`targets` and :meth:`logits` give what the network is trained
+    on (previous-epoch labels and centres). :meth:`state_dict` / :meth:`load_state_dict`
+    checkpoint the run.
+    """
+
+    def __init__(self, config: "CoKe", state: CokeState):
+        self.config = config
+        self.state = state
+
+    # -------------------------------------------------------------- properties
+    @property
+    def n_samples(self) -> int:
+        return int(self.state.labels.shape[0])
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.state.centres.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.state.centres.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.state.centres.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.state.centres.dtype
+
+    # -------------------------------------------------------------- algorithm
+    @torch.no_grad()
+    def partial_fit(self, features: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Assign one mini-batch, then take the dual step and update the centres.
+
+        Parameters
+        ----------
+        features : torch.Tensor [B, D]
+            Features of the batch (L2-normalised here).
+        indices : torch.Tensor [B] int
+            Dataset index of each row, in ``[0, n_samples)``.
+
+        Returns
+        -------
+        torch.Tensor [B] int64
+            Labels of the batch under the centres and duals before this step.
+        """
+        x = self._features(features)
+        idx = self._indices(indices, x.shape[0])
+        s = self.state
+        labels, _ = coke_assign(x, s.centres, s.rho)
+        s.rho = coke_dual_step(s.rho, labels, s.lower, self.config.eta, clip=self.config.gamma < 1)
+        s.centres, s.counts = coke_centre_step(s.centres, s.counts, x, labels)
+        s.labels[idx] = labels
+        s.step += 1
+        return labels
+
+    @torch.no_grad()
+    def end_epoch(self) -> None:
+        """Current labels/centres become the targets; per-epoch counts restart at 0."""
+        s = self.state
+        s.previous_labels = s.labels.clone()
+        s.previous_centres = s.centres.clone()
+        s.counts = torch.zeros_like(s.counts)
+        s.epoch += 1
+
+    @torch.no_grad()
+    def targets(self, indices: torch.Tensor) -> torch.Tensor:
+        """Training targets [B] int64: previous-epoch labels (the current ones in epoch 0)."""
+        idx = self._indices(indices, None)
+        prev = self.state.previous_labels[idx]
+        return torch.where(prev >= 0, prev, self.state.labels[idx])
+
+    def logits(self, features: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+        r"""Training logits :math:`\hat x^\top \bar c_k / T` [B, K] against the previous-epoch centres.
+
+        Differentiable in ``features`` (the centres are constants); ``temperature`` 0.1 as in
+        the paper.
+        """
+        x = F.normalize(features.to(self.dtype), dim=1)
+        return x @ self.state.previous_centres.to(x.device).T / temperature
+
+    # -------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """Tensors and counters of the run (cloned); restore with :meth:`load_state_dict`."""
+        return self.state.state_dict()
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restore a :meth:`state_dict`; shapes must match this run's (N, K, D)."""
+        expected = {
+            "centres": (self.n_clusters, self.dim), "rho": (self.n_clusters,),
+            "counts": (self.n_clusters,), "lower": (self.n_clusters,),
+            "labels": (self.n_samples,), "previous_labels": (self.n_samples,),
+            "previous_centres": (self.n_clusters, self.dim),
+        }
+        missing = [k for k in (*expected, "epoch", "step") if k not in state_dict]
+        if missing:
+            raise KeyError(f"load_state_dict: expected keys {sorted(expected) + ['epoch', 'step']}, missing {missing}")
+        values = {}
+        for key, shape in expected.items():
+            t = torch.as_tensor(state_dict[key])
+            if tuple(t.shape) != shape:
+                raise ValueError(f"load_state_dict: {key}: expected shape {shape}, found {tuple(t.shape)}")
+            current = getattr(self.state, key)
+            values[key] = t.detach().to(device=current.device, dtype=current.dtype).clone()
+        for key, value in values.items():
+            setattr(self.state, key, value)
+        self.state.epoch = int(state_dict["epoch"])
+        self.state.step = int(state_dict["step"])
+
+    # -------------------------------------------------------------- validation
+    def _features(self, features) -> torch.Tensor:
+        if not isinstance(features, torch.Tensor):
+            features = torch.as_tensor(features)
+        if features.ndim != 2 or features.shape[1] != self.dim or features.shape[0] == 0:
+            raise ValueError(f"features: expected shape [B, {self.dim}] with B >= 1, found {tuple(features.shape)}")
+        if not features.is_floating_point():
+            raise ValueError(f"features: expected a floating-point dtype, found {features.dtype}")
+        return F.normalize(features.detach().to(device=self.device, dtype=self.dtype), dim=1)
+
+    def _indices(self, indices, batch: int | None) -> torch.Tensor:
+        idx = torch.as_tensor(indices)
+        if idx.ndim != 1 or (batch is not None and idx.shape[0] != batch):
+            raise ValueError(f"indices: expected shape [{batch if batch is not None else 'B'}], found {tuple(idx.shape)}")
+        if idx.is_floating_point() or idx.dtype == torch.bool:
+            raise ValueError(f"indices: expected an integer dtype, found {idx.dtype}")
+        idx = idx.to(device=self.device, dtype=torch.int64)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_samples):
+            bad = int(idx.min()) if int(idx.min()) < 0 else int(idx.max())
+            raise ValueError(f"indices: expected values in [0, {self.n_samples}), found {bad}")
+        return idx
+
+
+# ------------------------------------------------------------------------------ solver
+def _positive(name: str, minimum: float = 0.0, strict: bool = True):
+    def check(instance, attribute, value) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and (value > minimum if strict else value >= minimum) and math.isfinite(value)
+        if not ok:
+            op = ">" if strict else ">="
+            raise ValueError(f"{name}: expected a finite number {op} {minimum:g}, found {value!r}")
+    return check
+
+
+def _int_at_least(name: str, minimum: int):
+    def check(instance, attribute, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name}: expected an int >= {minimum}, found {value!r}")
+    return check
+
+
+@attrs.frozen
+class CoKe(BaseSolver):
+    """Online constrained k-means with a lower bound on cluster sizes (Qian et al. 2022).
+
+    Parameters
+    ----------
+    gamma : float
+        Lower-bound ratio in ``[0, 1]``: every cluster keeps at least ``gamma * N * b_k``
+        samples (``gamma * N / K`` for uniform ``b``). 0 gives plain online spherical k-means.
+    eta : float
+        Dual step size (20 in the paper, tuned for K in the thousands; one step moves
+        ``rho_k`` by at most ``eta * gamma * b_k``, so for small K a smaller ``eta`` is smoother).
+    batch_size : int
+        Mini-batch size ``B`` of the online pass.
+    max_iter : int
+        Number of epochs (passes over the data, in a seeded random order).
+    tol : float
+        Stop early when the fraction of labels that changed since the previous epoch is
+        ``<= tol``; ``converged`` reports whether that happened.
+    epsilon : float or None
+        Temperature of the soft assignment ``softmax((x.c + rho) / epsilon)`` recorded when a
+        sample is labelled in the last epoch (so ``argmax soft == labels``); ``None`` gives
+        one-hot rows (CoKe's own targets are hard).
+    init : {"samples", "randn"}
+        Initial centres when the problem has no ``init_centroids``: K distinct random samples,
+        or Gaussian directions as in the reference code.
+    seed : int
+        Seeds the initial centres and the per-epoch shuffles.
+    device : str or torch.device, optional
+        ``None``: the input's device; ``"auto"``: CUDA when available.
+
+    Notes
+    -----
+    ``problem.features`` [N, D] are clustered (L2-normalised first); ``problem.b`` gives the
+    proportions ``b_k`` of the lower bound, and ``problem.min_cluster_size`` (when set)
+    replaces ``gamma * N * b_k`` by that count for every cluster. ``a`` and
+    ``max_cluster_size`` are not used: CoKe only bounds sizes from below, and only on average
+    over the online pass (the dual variables enforce the bound in expectation, not exactly).
+
+    The result: ``labels`` of the last epoch (each sample labelled when its batch was seen);
+    ``objective`` = mean cosine similarity of each sample to its final centre;
+    ``errors`` = fraction of changed labels per epoch (from the second); ``extras``:
+    ``rho`` [K] and ``centres`` [K, D] (input's family), ``lower_bound`` (sizes),
+    ``min_size_ratio`` = ``min_k n_k / (N b_k)``, ``epochs``. For mini-batch use during
+    training, see :meth:`online`.
+    """
+
+    name: ClassVar[str] = "coke"
+    needs: ClassVar[str] = "features"
+    gpu: ClassVar[bool] = True
+    requires_n_ge_k: ClassVar[bool] = False
+
+    gamma: float = attrs.field(default=0.4)
+    eta: float = attrs.field(default=20.0, validator=_positive("eta"))
+    batch_size: int = attrs.field(default=256, validator=_int_at_least("batch_size", 1))
+    max_iter: int = attrs.field(default=30, validator=_int_at_least("max_iter", 1))
+    tol: float = attrs.field(default=0.01, validator=_positive("tol", strict=False))
+    epsilon: float | None = attrs.field(default=None)
+    init: Literal["samples", "randn"] = attrs.field(default="samples")
+    seed: int = attrs.field(default=0, validator=_int_at_least("seed", 0))
+    device: str | torch.device | None = attrs.field(default=None)
+
+    @gamma.validator
+    def _check_gamma(self, attribute, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"gamma: expected a number in [0, 1], found {value!r}")
+
+    @epsilon.validator
+    def _check_epsilon(self, attribute, value) -> None:
+        if value is not None:
+            _positive("epsilon")(self, attribute, value)
+
+    @init.validator
+    def _check_init(self, attribute, value) -> None:
+        if value not in ("samples", "randn"):
+            raise ValueError(f"init: expected 'samples' or 'randn', found {value!r}")
+
+    # -------------------------------------------------------------- online API
+    def online(
+        self,
+        n_samples: int,
+        dim: int,
+        n_clusters: int,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        init_centroids: torch.Tensor | None = None,
+        proportions: torch.Tensor | None = None,
+    ) -> OnlineCoke:
+        """Start an online run over ``n_samples`` samples of dimension ``dim``.
+
+        Parameters
+        ----------
+        n_samples, dim, n_clusters : int
+            ``N``, ``D``, ``K``.
+        device : str or torch.device, optional
+            Where the state lives (``self.device`` then CPU when both are None).
+        dtype : torch.dtype
+            float32 or float64.
+        init_centroids : torch.Tensor [K, D], optional
+            Initial centres (normalised here); Gaussian directions drawn with ``seed`` when
+            omitted (as the reference code does).
+        proportions : torch.Tensor [K], optional
+            ``b`` of the lower bound (normalised to sum 1); uniform when omitted.
+
+        Returns
+        -------
+        OnlineCoke
+        """
+        for name, value in (("n_samples", n_samples), ("dim", dim), ("n_clusters", n_clusters)):
+            _int_at_least(name, 1)(None, None, value)
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype: expected torch.float32 or torch.float64, found {dtype}")
+        dev = resolve_device(device if device is not None else self.device, torch.device("cpu"))
+        gen = torch.Generator().manual_seed(self.seed)
+        if init_centroids is None:
+            centres = torch.randn(n_clusters, dim, generator=gen, dtype=torch.float64)
+        else:
+            centres = torch.as_tensor(init_centroids).detach().to("cpu", torch.float64)
+            if tuple(centres.shape) != (n_clusters, dim):
+                raise ValueError(
+                    f"init_centroids: expected shape {(n_clusters, dim)}, found {tuple(centres.shape)}"
+                )
+        centres = F.normalize(centres, dim=1).to(device=dev, dtype=dtype)
+        lower = self._lower(n_clusters, n_samples, proportions, None).to(device=dev, dtype=dtype)
+        state = CokeState(
+            centres=centres,
+            rho=torch.zeros(n_clusters, device=dev, dtype=dtype),
+            counts=torch.zeros(n_clusters, device=dev, dtype=torch.int64),
+            lower=lower,
+            labels=torch.full((n_samples,), -1, device=dev, dtype=torch.int64),
+            previous_labels=torch.full((n_samples,), -1, device=dev, dtype=torch.int64),
+            previous_centres=centres.clone(),
+        )
+        return OnlineCoke(self, state)
+
+    def _lower(self, k: int, n: int, proportions, min_size) -> torch.Tensor:
+        if min_size is not None:
+            return torch.full((k,), min_size / n, dtype=torch.float64)
+        if proportions is None:
+            b = torch.full((k,), 1.0 / k, dtype=torch.float64)
+        else:
+            b = torch.as_tensor(proportions).detach().to("cpu", torch.float64)
+            if tuple(b.shape) != (k,) or bool((b < 0).any()) or float(b.sum()) <= 0:
+                raise ValueError(
+                    f"proportions: expected {k} non-negative values with a positive sum, found {b.tolist()}"
+                )
+            b = b / b.sum()
+        return self.gamma * b
+
+    # -------------------------------------------------------------- batch solve
+    def solve(self, problem: Problem) -> Assignment:
+        feats = problem.features.detach()
+        n, d = feats.shape
+        k = problem.n_clusters
+        device = resolve_device(self.device, problem.device)
+        dtype = torch.float64 if feats.dtype == torch.float64 else torch.float32
+        x = F.normalize(feats.to(device=device, dtype=dtype), dim=1)
+        gen = torch.Generator().manual_seed(self.seed)
+
+        init = problem.init_centroids
+        if init is None and self.init == "samples":
+            pick = torch.randperm(n, generator=gen)[:k]
+            init = torch.randn(k, d, generator=gen, dtype=torch.float64)  # used only where k > n
+            init[: pick.shape[0]] = x[pick.to(device)].to("cpu", torch.float64)
+        b = problem.col_marginal(torch.float64, torch.device("cpu"))
+        run = self.online(n, d, k, device=device, dtype=dtype, init_centroids=init)
+        run.state.lower = self._lower(k, n, b, problem.min_cluster_size).to(device=device, dtype=dtype)
+
+        soft = torch.zeros(n, k, device=device, dtype=dtype)
+        errors: list[float] = []
+        converged = False
+        epochs = 0
+        for epoch in range(self.max_iter):
+            order = torch.randperm(n, generator=gen).to(device)
+            last_labels = run.state.labels.clone()
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                s = run.state
+                scores = x[idx] @ s.centres.T + s.rho  # what partial_fit's coke_assign sees
+                run.partial_fit(x[idx], idx)
+                soft[idx] = (
+                    F.one_hot(s.labels[idx], k).to(dtype) if self.epsilon is None
+                    else torch.softmax(scores / self.epsilon, dim=1)
+                )
+            run.end_epoch()
+            epochs = epoch + 1
+            if epoch > 0:
+                changed = float((run.state.labels != last_labels).double().mean())
+                errors.append(changed)
+                if changed <= self.tol:
+                    converged = True
+                    break
+
+        labels = run.state.labels
+        centres, rho = run.state.centres, run.state.rho
+        sizes = torch.bincount(labels, minlength=k).to(torch.float64).cpu()
+        target = n * b / b.sum()
+        lower = (run.state.lower.double().cpu() * n)
+        objective = float((x * centres[labels]).sum(dim=1).mean())
+        fam = problem.family
+        return Assignment.for_problem(
+            problem,
+            labels=labels,
+            soft=soft,
+            converged=converged,
+            n_iters=epochs,
+            errors=errors,
+            objective=objective,
+            extras={
+                "rho": to_family(rho, fam, fam.result_dtype),
+                "centres": to_family(centres, fam, fam.result_dtype),
+                "lower_bound": lower.tolist(),
+                "min_size_ratio": float((sizes / target.clamp(min=1e-300)).min()),
+                "epochs": epochs,
+            },
+        )
+
+
+@assignsolve.hookimpl
+def register_solvers(register):
+    register(CoKe)
