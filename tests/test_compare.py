@@ -1,0 +1,439 @@
+"""``assignsolve compare``: the shared protocol, the metrics it reports, its files and its robustness.
+
+Small synthetic feature files only (a few hundred points); solvers come from the example
+third-party plugin (greedy-balanced, installed by conftest), the built-in ``kmeans`` plugin and
+two plugins written here as installed distributions (a temporary ``.dist-info`` on ``sys.path``):
+``testplug`` (well-behaved reference solvers) and ``testbad`` (a solver that raises, one that
+hangs, one whose process dies).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from assignsolve import plugins
+from assignsolve.compare import (
+    CompareConfig, CompareError, centroid_update, compare, drop_nonfinite, init_centroids,
+    kmeans_plusplus, marginal_error, parse_solver_opts, write_outputs,
+)
+from assignsolve.errors import UnknownSolverError
+
+GOOD = '''
+import math, os, time
+import attrs, torch
+import assignsolve
+from assignsolve import Assignment, BaseSolver
+
+
+@attrs.frozen
+class Argmax(BaseSolver):
+    """Hard argmax of the scores (with l2 scores the protocol is then Lloyd's k-means)."""
+    name = "test-argmax"
+    needs = "scores"
+    seed: int = 0
+
+    def solve(self, problem):
+        s = problem.scores
+        labels = s.argmax(1)
+        return Assignment.for_problem(problem, labels=labels, objective=float(s.gather(1, labels[:, None]).sum()))
+
+
+@attrs.frozen
+class Softmax(BaseSolver):
+    """Soft assignment softmax(scores / temperature)."""
+    name = "test-softmax"
+    needs = "scores"
+    temperature: float = 0.1
+
+    def solve(self, problem):
+        q = torch.softmax(problem.scores / self.temperature, dim=1)
+        return Assignment.for_problem(problem, soft=q, objective=float((q * problem.scores).sum()))
+
+
+@attrs.frozen
+class NeedsNgeK(Argmax):
+    """Argmax that declares it needs N >= K."""
+    name = "test-needs-n-ge-k"
+    requires_n_ge_k = True
+
+
+@assignsolve.hookimpl
+def register_solvers(register):
+    register(Argmax)
+    register(Softmax)
+    register(NeedsNgeK)
+'''
+
+BAD = '''
+import os, time
+import attrs
+import assignsolve
+from assignsolve import BaseSolver
+
+
+@attrs.frozen
+class Crash(BaseSolver):
+    """Raises."""
+    name = "test-crash"
+
+    def solve(self, problem):
+        raise RuntimeError("boom at N=%d" % problem.n_samples)
+
+
+@attrs.frozen
+class Sleep(BaseSolver):
+    """Hangs."""
+    name = "test-sleep"
+
+    def solve(self, problem):
+        time.sleep(120)
+
+
+@attrs.frozen
+class Die(BaseSolver):
+    """Kills its own process (stands for a segfault)."""
+    name = "test-die"
+
+    def solve(self, problem):
+        os._exit(7)
+
+
+@assignsolve.hookimpl
+def register_solvers(register):
+    register(Crash)
+    register(Sleep)
+    register(Die)
+'''
+
+
+def _make_dist(root, dist, module, source):
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[assignsolve]\n{module.split('_')[-1]} = {module}\n")
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare-plugins")
+    _make_dist(root, "assignsolve-testplug", "cmp_testplug", GOOD)
+    _make_dist(root, "assignsolve-testbad", "cmp_testbad", BAD)
+    sys.path.insert(0, str(root))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), old]))
+    plugins.reset()
+    yield root
+    sys.path.remove(str(root))
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+    plugins.reset()
+
+
+@pytest.fixture
+def only(plugin_dir, monkeypatch):
+    """Restrict loaded plugins (so unrelated, in-progress plugins cannot disturb these tests)."""
+    def set_(names):
+        monkeypatch.setenv("ASSIGNSOLVE_PLUGINS", names)
+        plugins.reset()
+    yield set_
+    monkeypatch.delenv("ASSIGNSOLVE_PLUGINS", raising=False)
+    plugins.reset()
+
+
+def blobs(n_per=40, k=3, d=4, seed=0, scale=0.4):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(k, d))
+    y = np.repeat(np.arange(k), n_per)
+    x = centres[y] + scale * rng.normal(size=(len(y), d))
+    perm = rng.permutation(len(y))
+    return x[perm].astype(np.float32), y[perm].astype(np.int64)
+
+
+def hungarian(pred, true):
+    table = np.zeros((pred.max() + 1, true.max() + 1))
+    np.add.at(table, (pred, true), 1)
+    r, c = linear_sum_assignment(-table)
+    return table[r, c].sum() / len(true)
+
+
+def cli(capsys, *args):
+    """``assignsolve compare ARGS`` through the real CLI entry point, in this process."""
+    from assignsolve.cli import main
+
+    capsys.readouterr()
+    code = main(["compare", *args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+INLINE = dict(isolation="inline", timeout=None)
+
+
+# --------------------------------------------------------------------------- pure pieces
+def test_centroid_update_is_weighted_mean_and_keeps_empty_clusters():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(7, 3))
+    q = rng.random((7, 3))
+    q[:, 2] = 0.0
+    prev = rng.normal(size=(3, 3))
+    c = centroid_update(torch.from_numpy(x), torch.from_numpy(q), torch.from_numpy(prev)).numpy()
+    for j in range(2):
+        np.testing.assert_allclose(c[j], (q[:, j, None] * x).sum(0) / q[:, j].sum(), rtol=1e-12)
+    np.testing.assert_array_equal(c[2], prev[2])
+
+
+def test_marginal_error_hand_values():
+    labels = torch.tensor([0, 0, 0, 1])  # sizes 3/4, 1/4 against 1/2, 1/2
+    q = torch.nn.functional.one_hot(labels, 2).double()
+    assert marginal_error(q) == pytest.approx(0.5)
+    assert marginal_error(torch.full((6, 3), 1 / 3, dtype=torch.float64)) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_kmeans_plusplus_seeding():
+    x = torch.tensor([[0.0, 0], [0.1, 0], [0, 0.1], [10, 10], [10.1, 10], [-10, 5]])
+    idx = kmeans_plusplus(x, 3, seed=0)
+    assert len(set(idx.tolist())) == 3
+    # D^2 sampling with greedy trials picks one point of each far-apart group
+    groups = {0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 2}
+    for seed in range(5):
+        assert sorted(groups[i] for i in kmeans_plusplus(x, 3, seed=seed).tolist()) == [0, 1, 2]
+    assert torch.equal(kmeans_plusplus(x, 3, seed=3), kmeans_plusplus(x, 3, seed=3))
+    # K > N: every point is chosen before any repeats
+    big = kmeans_plusplus(x, 9, seed=0)
+    assert set(big[:6].tolist()) == set(range(6)) and len(big) == 9
+    c = init_centroids(x, 4, "random", seed=0)
+    assert c.shape == (4, 2) and len({tuple(r) for r in c.tolist()}) == 4
+
+
+def test_drop_nonfinite_reports_indices():
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    x[3, 0], x[7, 1], x[8, 0] = np.nan, np.inf, -np.inf
+    y = np.arange(10)
+    xk, yk, kept, dropped = drop_nonfinite(x, y)
+    assert dropped.tolist() == [3, 7, 8] and kept.tolist() == [0, 1, 2, 4, 5, 6, 9]
+    np.testing.assert_array_equal(xk, x[kept])
+    np.testing.assert_array_equal(yk, y[kept])
+
+
+def test_parse_solver_opts():
+    opts = parse_solver_opts(["sinkhorn-gpu.epsilon=0.05", "kmeans.init=kmeans++", "a.b.max_iter=3",
+                              "x.device=None", "x.flag=True"])
+    assert opts == {"sinkhorn-gpu": {"epsilon": 0.05}, "kmeans": {"init": "kmeans++"},
+                    "a.b": {"max_iter": 3}, "x": {"device": None, "flag": True}}
+    for bad in ["epsilon=0.05", "kmeans.init", ".x=1", "kmeans.=1"]:
+        with pytest.raises(CompareError, match="expected NAME.key=value"):
+            parse_solver_opts([bad])
+
+
+# --------------------------------------------------------------------------- protocol
+def test_hard_argmax_protocol_is_lloyd_kmeans_like_sklearn_and_kmeans_plugin(only):
+    """With l2 scores and an argmax solver the protocol is Lloyd's algorithm from the shared init;
+    sklearn's KMeans from the same init, and the kmeans plugin (a features solver fed the same
+    init), must land on the same labels."""
+    only("testplug,kmeans")
+    x, y = blobs(n_per=50, k=4, d=5, seed=2, scale=1.5)
+    cfg = CompareConfig(iters=50, metric="l2", normalize="none", seed=4,
+                        solver_opts={"kmeans": {"tol": 0.0}}, **INLINE)
+    res = compare(x, y, ["test-argmax", "kmeans"], cfg, log=lambda *_: None)
+    c0 = init_centroids(torch.from_numpy(x), 4, "kmeans++", seed=4).numpy()
+    ref = SkKMeans(4, init=c0.astype(np.float64), n_init=1, max_iter=50, tol=0, algorithm="lloyd")
+    ref_labels = ref.fit_predict(x.astype(np.float64))
+    argmax = res.row("test-argmax")
+    assert argmax["status"] == "ok" and argmax["rounds"] < 50  # stopped at the fixed point
+    np.testing.assert_array_equal(res.labels["test-argmax"], ref_labels)
+    np.testing.assert_array_equal(res.labels["kmeans"], ref_labels)
+    km = res.row("kmeans")
+    assert km["rounds"] == 1 and km["config"]["max_iter"] == 50 and km["config"]["seed"] == 4
+    assert km["objective"] == pytest.approx(ref.inertia_ / len(x), rel=1e-4)
+
+
+def test_soft_solver_uses_weighted_centroids(only):
+    only("testplug")
+    x, y = blobs(n_per=30, k=3, d=3, seed=5, scale=1.0)
+    tau, iters = 0.5, 4
+    cfg = CompareConfig(iters=iters, metric="dot", normalize="none", seed=1,
+                        solver_opts={"test-softmax": {"temperature": tau}}, **INLINE)
+    res = compare(x, y, ["test-softmax"], cfg, log=lambda *_: None)
+    # the same protocol by hand, in float64 numpy
+    xd = x.astype(np.float64)
+    c = init_centroids(torch.from_numpy(x), 3, "kmeans++", seed=1).numpy().astype(np.float64)
+    for _ in range(iters):
+        s = xd @ c.T
+        q = np.exp((s - s.max(1, keepdims=True)) / tau)
+        q /= q.sum(1, keepdims=True)
+        labels, objective = q.argmax(1), float((q * s).sum())
+        c = (q.T @ xd) / q.sum(0)[:, None]
+    row = res.row("test-softmax")
+    np.testing.assert_array_equal(res.labels["test-softmax"], labels)
+    assert row["objective"] == pytest.approx(objective, rel=1e-4)
+    assert row["rounds"] == iters and row["converged"] is True
+    assert row["marginal_error"] == pytest.approx(np.abs(q.mean(0) - 1 / 3).sum(), abs=1e-5)
+
+
+def test_same_seed_same_result_duplicates_fine(only):
+    only("greedy,testplug")
+    x, y = blobs(n_per=20, k=3, seed=7)
+    x = np.concatenate([x, x[:15]])  # duplicate points
+    y = np.concatenate([y, y[:15]])
+    cfg = CompareConfig(iters=5, seed=3, **INLINE)
+    a = compare(x, y, ["greedy-balanced", "test-argmax"], cfg, log=lambda *_: None)
+    b = compare(x, y, ["greedy-balanced", "test-argmax"], cfg, log=lambda *_: None)
+    for s in ("greedy-balanced", "test-argmax"):
+        assert a.row(s)["status"] == "ok"
+        np.testing.assert_array_equal(a.labels[s], b.labels[s])
+
+
+def test_k_larger_than_n(only):
+    only("greedy,testplug")
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    res = compare(x, None, ["greedy-balanced", "test-needs-n-ge-k"], CompareConfig(k=9, iters=3, **INLINE),
+                  log=lambda *_: None)
+    bad = res.row("test-needs-n-ge-k")
+    assert bad["status"] == "failed" and "N >= K, found N = 6 samples for K = 9 clusters" in bad["reason"]
+    ok = res.row("greedy-balanced")
+    assert ok["status"] == "ok" and ok["size_max"] == 1 and ok["n_empty"] == 3  # capacity ceil(6/9) = 1
+
+
+def test_bad_arguments_are_clear(only):
+    only("greedy,testplug")
+    x, y = blobs(n_per=10)
+    with pytest.raises(CompareError, match="expected --k when the features have no labels"):
+        compare(x, None, ["test-argmax"], CompareConfig(**INLINE))
+    with pytest.raises(UnknownSolverError, match="did you mean 'test-argmax'"):
+        compare(x, y, ["test-argmx"], CompareConfig(**INLINE))
+    with pytest.raises(CompareError, match=r"accepted options: \['slack'\]"):
+        compare(x, y, ["greedy-balanced"], CompareConfig(solver_opts={"greedy-balanced": {"eps": 1}}, **INLINE))
+    with pytest.raises(CompareError, match=r"found \['kmeans'\]"):
+        compare(x, y, ["greedy-balanced"], CompareConfig(solver_opts={"kmeans": {"tol": 0}}, **INLINE))
+    with pytest.raises(CompareError, match="iters: expected an int >= 1, found 0"):
+        CompareConfig(iters=0)
+    x[:] = np.nan
+    with pytest.raises(CompareError, match="found all 30 rows NaN/inf"):
+        compare(x, y, ["test-argmax"], CompareConfig(**INLINE))
+
+
+# --------------------------------------------------------------------------- isolation
+def test_failing_hanging_and_dying_solvers_do_not_stop_the_others(only):
+    only("greedy,testbad")
+    x, y = blobs(n_per=10)
+    start = time.perf_counter()
+    res = compare(x, y, ["test-crash", "test-sleep", "test-die", "greedy-balanced"],
+                  CompareConfig(iters=2, timeout=3), log=lambda *_: None)
+    elapsed = time.perf_counter() - start
+    crash, sleep, die, ok = (res.row(s) for s in ("test-crash", "test-sleep", "test-die", "greedy-balanced"))
+    assert crash["status"] == "failed" and crash["reason"] == "RuntimeError: boom at N=30"
+    assert "Traceback" in crash["traceback"]
+    assert sleep["status"] == "timeout" and sleep["reason"] == "timed out after 3 s (--timeout)"
+    assert die["status"] == "failed" and "exit code 7" in die["reason"]
+    assert ok["status"] == "ok" and ok["acc"] == pytest.approx(hungarian(res.labels["greedy-balanced"], y))
+    assert elapsed < 100  # the hanging solver (120 s) was cut off
+
+
+# --------------------------------------------------------------------------- the command
+def test_cli_npy_files_table_csv_json_labels_png(only, tmp_path, capsys):
+    """End to end in worker processes; every reported number is recomputed from labels.npz."""
+    only("greedy,testplug")
+    x, y = blobs(n_per=40, k=3, d=4, seed=11, scale=2.0)
+    x[5, 1], x[17, 0] = np.nan, np.inf
+    np.save(tmp_path / "f.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "out"
+    proc = cli(capsys, "--features", str(tmp_path / "f.npy"), "--labels", str(tmp_path / "y.npy"),
+               "--solvers", "greedy-balanced,test-argmax,test-softmax", "--iters", "5", "--seed", "2",
+               "--solver-opt", "test-softmax.temperature=0.05", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "dropped 2 of 120 rows with NaN/inf values (indices 5, 17)" in proc.stdout
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("solver "))
+    assert header.split() == ["solver", "status", "nmi", "ari", "acc", "objective", "size_min", "size_max",
+                              "size_entropy", "marginal_error", "rounds", "n_iters", "converged",
+                              "seconds", "mem_mb"]
+    report = json.loads((out / "results.json").read_text())
+    assert report["info"]["dropped_rows"] == [5, 17] and report["info"]["n"] == 118
+    saved = np.load(out / "labels.npz")
+    keep = np.setdiff1d(np.arange(120), [5, 17])
+    np.testing.assert_array_equal(saved["index"], keep)
+    np.testing.assert_array_equal(saved["true"], y[keep])
+    rows = {r["solver"]: r for r in report["rows"]}
+    assert set(rows) == {"greedy-balanced", "test-argmax", "test-softmax"}
+    assert rows["test-softmax"]["config"] == {"temperature": 0.05}
+    import csv
+    with open(out / "results.csv") as fh:
+        csv_rows = {r["solver"]: r for r in csv.DictReader(fh)}
+    for name, row in rows.items():
+        pred = saved[f"solver:{name}"]
+        assert pred.shape == (118,) and row["status"] == "ok"
+        assert row["nmi"] == pytest.approx(normalized_mutual_info_score(y[keep], pred), abs=1e-12)
+        assert row["ari"] == pytest.approx(adjusted_rand_score(y[keep], pred), abs=1e-12)
+        assert row["acc"] == pytest.approx(hungarian(pred, y[keep]), abs=1e-12)
+        sizes = np.bincount(pred, minlength=3)
+        p = sizes / sizes.sum()
+        assert (row["size_min"], row["size_max"]) == (sizes.min(), sizes.max())
+        assert row["size_entropy"] == pytest.approx(-(p[p > 0] * np.log(p[p > 0])).sum(), abs=1e-12)
+        assert row["seconds"] > 0 and row["mem_mb"] >= 0
+        assert float(csv_rows[name]["nmi"]) == pytest.approx(row["nmi"], abs=1e-12)
+        assert f"{row['acc']:.4f}" in next(line for line in proc.stdout.splitlines() if line.startswith(name))
+    for name in ("greedy-balanced", "test-argmax"):  # hard solvers: marginal error from the sizes
+        sizes = np.bincount(saved[f"solver:{name}"], minlength=3)
+        assert rows[name]["marginal_error"] == pytest.approx(np.abs(sizes / 118 - 1 / 3).sum(), abs=1e-9)
+    assert rows["greedy-balanced"]["size_max"] == 40  # capacity ceil(118 / 3)
+    img = Image.open(out / "compare.png")
+    img.load()
+    assert img.size[0] > 400 and len(img.convert("RGB").getcolors(maxcolors=1 << 20)) > 1
+
+
+def test_cli_pt_with_labels_default_k_and_every_registered_solver(only, tmp_path, capsys):
+    """No --solvers: every registered solver runs, the third-party greedy-balanced included;
+    no --k: K is the number of label classes."""
+    only("greedy,testplug")
+    x, y = blobs(n_per=25, k=4, d=3, seed=3)
+    torch.save({"features": torch.from_numpy(x), "labels": torch.from_numpy(y)}, tmp_path / "f.pt")
+    proc = cli(capsys, "--features", str(tmp_path / "f.pt"), "--iters", "3", "--isolation", "inline",
+               "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert report["info"]["k"] == 4
+    assert sorted(r["solver"] for r in report["rows"]) == [
+        "greedy-balanced", "test-argmax", "test-needs-n-ge-k", "test-softmax"]
+    assert any(line.split()[:2] == ["greedy-balanced", "ok"] for line in proc.stdout.splitlines() if line)
+
+
+def test_cli_no_labels_needs_k(only, tmp_path, capsys):
+    only("greedy")
+    np.save(tmp_path / "f.npy", blobs(n_per=5)[0])
+    proc = cli(capsys, "--features", str(tmp_path / "f.npy"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "expected --k when the features have no labels" in proc.stderr
+    proc = cli(capsys, "--features", str(tmp_path / "f.npy"), "--k", "3", "--solvers", "greedy-balanced",
+               "--isolation", "inline", "--timeout", "0", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert "nmi" not in report["rows"][0] and "nmi" not in proc.stdout
+    assert Image.open(tmp_path / "o" / "compare.png").size[0] > 400
+
+
+def test_write_outputs_with_failed_row(only, tmp_path):
+    only("greedy,testplug")
+    x, y = blobs(n_per=3)
+    res = compare(x, y, ["greedy-balanced", "test-needs-n-ge-k"], CompareConfig(k=12, **INLINE),
+                  log=lambda *_: None)
+    paths = write_outputs(res, tmp_path)
+    report = json.loads(paths["json"].read_text())
+    failed = next(r for r in report["rows"] if r["solver"] == "test-needs-n-ge-k")
+    assert failed["status"] == "failed" and "N >= K" in failed["reason"]
+    assert list(np.load(paths["labels"]).keys()) == ["solver:greedy-balanced", "index", "true"]
