@@ -363,8 +363,10 @@ class CoKe(BaseSolver):
     max_iter : int
         Number of epochs (passes over the data, in a seeded random order).
     tol : float
-        Stop early when the fraction of labels that changed since the previous epoch is
-        ``<= tol``; ``converged`` reports whether that happened.
+        Stop early when, after an epoch, both the fraction of labels that changed since the
+        previous epoch and the largest shortfall below the lower bound
+        (``max_k (gamma b_k - n_k / N)_+``) are ``<= tol``; ``converged`` reports whether
+        that happened (``errors`` holds the larger of the two per epoch).
     epsilon : float or None
         Temperature of the soft assignment ``softmax((x.c + rho) / epsilon)`` recorded when a
         sample is labelled in the last epoch (so ``argmax soft == labels``); ``None`` gives
@@ -387,7 +389,7 @@ class CoKe(BaseSolver):
 
     The result: ``labels`` of the last epoch (each sample labelled when its batch was seen);
     ``objective`` = mean cosine similarity of each sample to its final centre;
-    ``errors`` = fraction of changed labels per epoch (from the second); ``extras``:
+    ``errors`` = the stopping criterion per epoch (from the second); ``extras``:
     ``rho`` [K] and ``centres`` [K, D] (input's family), ``lower_bound`` (sizes),
     ``min_size_ratio`` = ``min_k n_k / (N b_k)``, ``epochs``. For mini-batch use during
     training, see :meth:`online`.
@@ -533,9 +535,13 @@ class CoKe(BaseSolver):
             run.end_epoch()
             epochs = epoch + 1
             if epoch > 0:
+                # stationarity (labels stopped moving) and primal feasibility (sizes meet the
+                # lower bound), both as fractions of N
                 changed = float((run.state.labels != last_labels).double().mean())
-                errors.append(changed)
-                if changed <= self.tol:
+                sizes = torch.bincount(run.state.labels, minlength=k).to(run.state.lower.dtype) / n
+                violation = float((run.state.lower - sizes).clamp(min=0).max())
+                errors.append(max(changed, violation))
+                if errors[-1] <= self.tol:
                     converged = True
                     break
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unittest
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from sklearn.metrics import mutual_info_score
 
 import assignsolve
 from assignsolve import InvalidProblemError, Problem
+from assignsolve.testing import CHECKS
 from assignsolve.mi import (
     iic_joint,
     iic_loss,
@@ -250,3 +252,12 @@ def test_solver_errors():
         IIC(lamb=-1)
     with pytest.raises(InvalidProblemError, match="expected scores"):
         IIC()(Problem(features=np.random.rand(10, 3), n_clusters=2))
+
+
+# ----------------------------------------------------------------- generic conformance
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_conformance(check):
+    try:
+        check(IIC())
+    except unittest.SkipTest as exc:
+        pytest.skip(str(exc))
