@@ -14,8 +14,10 @@ For fixed feature vectors [B, D] there is no geometry: :func:`feature_view` appl
 dropout (mask each coordinate with probability ``drop``) and gaussian noise scaled per feature
 by the batch's standard deviation.
 
-Everything is batched with kornia.augmentation (per-sample random parameters) or torch ops;
-no torchvision. Randomness comes from torch's global generator, so ``torch.manual_seed``
+The geometric part (resized crop, rotation, translation, flip) is composed into one affine map
+per sample and applied with a single ``grid_sample`` (:func:`random_crop_affine`), so an 8x8
+digit is interpolated once, not once per op; colour jitter / grayscale use kornia.augmentation.
+Everything is batched with per-sample random parameters; no torchvision. Randomness comes from torch's global generator, so ``torch.manual_seed``
 makes a call reproducible on a given device.
 """
 
@@ -26,9 +28,10 @@ import math
 import attrs
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["STRENGTHS", "AugmentParams", "TwoViews", "add_noise", "feature_view"]
+__all__ = ["STRENGTHS", "AugmentParams", "TwoViews", "add_noise", "affine_theta", "feature_view", "random_crop_affine"]
 
 
 @attrs.frozen
@@ -77,6 +80,95 @@ def add_noise(x: torch.Tensor, std: float) -> torch.Tensor:
     if std == 0:
         return x
     return (x + std * torch.randn_like(x)).clamp_(0.0, 1.0)
+
+
+def affine_theta(crop_w: torch.Tensor, crop_h: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
+                 angle: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, flip: torch.Tensor,
+                 height: int, width: int) -> torch.Tensor:
+    r"""Sampling matrices of "crop, resize, then rotate/translate/flip" for ``F.affine_grid``.
+
+    In normalised coordinates (:math:`[-1, 1]^2`, ``align_corners=False``) an output point
+    :math:`u` reads the input at :math:`p = c + D A^{-1} R_lpha^{	op} A (S u - t)` with
+    :math:`D = \mathrm{diag}(w_c, h_c)` the crop's side fractions, :math:`c` its centre,
+    :math:`A = \mathrm{diag}(W, H)` (rotation in pixel units, so non-square images are not
+    sheared), :math:`R_lpha` a rotation by :math:`lpha`, :math:`S = \mathrm{diag}(\pm 1, 1)`
+    the flip and :math:`t` the translation of the crop's content.
+
+    Parameters
+    ----------
+    crop_w, crop_h : Tensor [B]
+        Crop width / height as fractions of the image side, in (0, 1].
+    cx, cy : Tensor [B]
+        Crop centre, normalised coordinates.
+    angle : Tensor [B]
+        Rotation :math:`\alpha` in radians (positive: clockwise on screen, rows pointing down).
+    tx, ty : Tensor [B]
+        Translation, normalised coordinates (2 x fraction of the side).
+    flip : Tensor [B]
+        -1 to flip horizontally, +1 otherwise.
+    height, width : int
+        H, W of the images.
+
+    Returns
+    -------
+    Tensor [B, 2, 3]
+    """
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    hw, wh = height / width, width / height
+    m00, m01 = crop_w * cos, crop_w * sin * hw
+    m10, m11 = -crop_h * sin * wh, crop_h * cos
+    t0 = cx - (m00 * tx + m01 * ty)
+    t1 = cy - (m10 * tx + m11 * ty)
+    return torch.stack([torch.stack([m00 * flip, m01, t0], -1), torch.stack([m10 * flip, m11, t1], -1)], -2)
+
+
+@torch.no_grad()
+def random_crop_affine(x: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                       degrees: float = 0.0, translate: float = 0.0, flip_p: float = 0.0) -> torch.Tensor:
+    r"""Random resized crop + rotation + translation + horizontal flip, one bilinear resampling.
+
+    Per sample: crop area :math:`s \sim U(	ext{scale})` of the image and aspect
+    :math:`r = w_c/h_c` with :math:`\log r \sim U(\log 	ext{ratio})` (the RandomResizedCrop
+    of Szegedy et al. 2015 / SimCLR; sides are clipped to the image instead of re-drawn), a
+    uniform centre keeping the crop inside, rotation :math:`lpha \sim U(-	ext{degrees},
+    	ext{degrees})`, translation up to ``translate`` of each side, and a flip with
+    probability ``flip_p``; the crop is resized to the input size. Zero padding outside.
+
+    Parameters
+    ----------
+    x : Tensor [B, C, H, W]
+        Images.
+    scale : (float, float)
+        Range of the crop's area fraction, within (0, 1].
+    ratio : (float, float)
+        Range of the crop's aspect ratio w/h.
+    degrees : float
+        Maximum absolute rotation, degrees.
+    translate : float
+        Maximum absolute shift as a fraction of the side.
+    flip_p : float
+        Probability of a horizontal flip.
+
+    Returns
+    -------
+    Tensor [B, C, H, W]
+        Same dtype and device as ``x``.
+    """
+    b, _, h, w = x.shape
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    uniform = lambda lo, hi: torch.empty(b, device=x.device, dtype=dtype).uniform_(lo, hi)  # noqa: E731
+    area = uniform(*scale)
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+    crop_w = torch.sqrt(area * aspect).clamp_(max=1.0)
+    crop_h = torch.sqrt(area / aspect).clamp_(max=1.0)
+    cx = uniform(-1.0, 1.0) * (1.0 - crop_w)
+    cy = uniform(-1.0, 1.0) * (1.0 - crop_h)
+    angle = uniform(-degrees, degrees) * (math.pi / 180.0)
+    tx, ty = uniform(-2 * translate, 2 * translate), uniform(-2 * translate, 2 * translate)
+    flip = torch.where(uniform(0.0, 1.0) < flip_p, -1.0, 1.0).to(dtype)
+    theta = affine_theta(crop_w, crop_h, cx, cy, angle, tx, ty, flip, h, w)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 @torch.no_grad()
@@ -147,18 +239,16 @@ class TwoViews(nn.Module):
             self.to(self.device)
 
     def _build_image_pipeline(self) -> nn.Module:
+        """Colour operations (RGB only); the geometry is :func:`random_crop_affine`."""
         p = self.params
-        c, h, w = self.input_shape
-        scale = p.crop_scale_small if min(h, w) <= 64 else p.crop_scale_large
-        ops: list[nn.Module] = [
-            K.RandomResizedCrop((h, w), scale=scale, ratio=(3 / 4, 4 / 3), p=1.0),
-            K.RandomAffine(degrees=p.degrees, translate=(p.translate, p.translate), p=1.0,
-                           padding_mode="zeros"),
-        ]
-        if c == 3:
-            ops.insert(1, K.RandomHorizontalFlip(p=p.flip_p))
-            ops += [K.ColorJitter(*p.jitter, p=p.jitter_p), K.RandomGrayscale(p=p.grayscale_p)]
-        return nn.Sequential(*ops)
+        if self.input_shape[0] != 3:
+            return nn.Sequential()
+        return nn.Sequential(K.ColorJitter(*p.jitter, p=p.jitter_p), K.RandomGrayscale(p=p.grayscale_p))
+
+    @property
+    def crop_scale(self) -> tuple[float, float]:
+        """The crop-area range used for this image size."""
+        return self.params.crop_scale_small if min(self.input_shape[1:]) <= 64 else self.params.crop_scale_large
 
     def extra_repr(self) -> str:
         return f"input_shape={self.input_shape}, strength={self.strength!r}, device={self.device}"
@@ -184,7 +274,12 @@ class TwoViews(nn.Module):
         """One random view of a checked batch [B, *input_shape]."""
         if not self.is_image:
             return feature_view(x, self.params.feature_drop, self.params.feature_noise)
-        return add_noise(self.pipeline(x).clamp_(0.0, 1.0), self.params.noise_std).to(x.dtype)
+        p = self.params
+        flip_p = p.flip_p if self.input_shape[0] == 3 else 0.0
+        v = random_crop_affine(x, self.crop_scale, degrees=p.degrees, translate=p.translate, flip_p=flip_p)
+        if len(self.pipeline):
+            v = self.pipeline(v.clamp_(0.0, 1.0))
+        return add_noise(v.clamp_(0.0, 1.0), p.noise_std).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, *input_shape] -> (view1, view2), each [B, *input_shape]."""

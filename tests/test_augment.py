@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import kornia.augmentation as K
 
-from assignsolve.augment import STRENGTHS, TwoViews, add_noise, feature_view
+from assignsolve.augment import STRENGTHS, TwoViews, add_noise, affine_theta, feature_view, random_crop_affine
 
 
 def digits_like(b: int = 16) -> torch.Tensor:
@@ -63,13 +66,41 @@ def test_device_argument_and_dtype_preserved():
 
 
 def test_rgb_gets_colour_ops_gray_does_not():
-    rgb = [type(m) for m in TwoViews((3, 32, 32)).pipeline]
-    gray = [type(m) for m in TwoViews((1, 8, 8)).pipeline]
-    assert K.ColorJitter in rgb and K.RandomGrayscale in rgb and K.RandomHorizontalFlip in rgb
-    assert K.ColorJitter not in gray and K.RandomHorizontalFlip not in gray
-    crop = TwoViews((1, 8, 8)).pipeline[0]
-    assert isinstance(crop, K.RandomResizedCrop)
-    assert tuple(crop.flags["size"]) == (8, 8)
+    assert [type(m) for m in TwoViews((3, 32, 32)).pipeline] == [K.ColorJitter, K.RandomGrayscale]
+    assert len(TwoViews((1, 8, 8)).pipeline) == 0
+    # the geometric warp with all randomness removed is the identity; flip_p=1 mirrors exactly
+    x = torch.rand(3, 1, 8, 8)
+    torch.testing.assert_close(random_crop_affine(x, (1.0, 1.0), (1.0, 1.0)), x)
+    torch.testing.assert_close(random_crop_affine(x, (1.0, 1.0), (1.0, 1.0), flip_p=1.0), x.flip(-1))
+    assert TwoViews((3, 100, 100)).crop_scale == STRENGTHS["default"].crop_scale_large
+    assert TwoViews((3, 32, 32)).crop_scale == STRENGTHS["default"].crop_scale_small == (0.5, 1.0)
+
+
+def warp(x, theta):
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, align_corners=False)
+
+
+def test_affine_theta_exact_maps():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 6, 6)
+    one, zero = torch.ones(2), torch.zeros(2)
+    args = dict(crop_w=one, crop_h=one, cx=zero, cy=zero, angle=zero, tx=zero, ty=zero, flip=one, height=6, width=6)
+    torch.testing.assert_close(warp(x, affine_theta(**args)), x)
+    torch.testing.assert_close(warp(x, affine_theta(**{**args, "flip": -one})), x.flip(-1))
+    # +90 degrees = a quarter turn clockwise on screen = torch.rot90 with k=-1
+    torch.testing.assert_close(warp(x, affine_theta(**{**args, "angle": zero + math.pi / 2})),
+                               torch.rot90(x, -1, (2, 3)))
+    # translation by 2/6 normalised = one pixel to the right, zero padding enters on the left
+    shifted = warp(x, affine_theta(**{**args, "tx": zero + 2 / 6}))
+    torch.testing.assert_close(shifted[..., 1:], x[..., :-1])
+    assert float(shifted[..., 0].abs().max()) < 1e-6
+    # left-half crop (w_c = 1/2 centred at -1/2) of a 6x4 image whose value is the column index:
+    # output pixel centres read input columns -0.25, 0.25, 0.75, 1.25 (bilinear, zero outside)
+    y = torch.arange(4.0).repeat(1, 1, 6, 1)
+    o, z = torch.ones(1), torch.zeros(1)
+    half = warp(y, affine_theta(o / 2, o, -o / 2, z, z, z, z, o, 6, 4))
+    torch.testing.assert_close(half[0, 0], torch.tensor([0.0, 0.25, 0.75, 1.25]).repeat(6, 1))
 
 
 @pytest.mark.parametrize("strength", sorted(STRENGTHS))
@@ -77,16 +108,19 @@ def test_crop_area_follows_the_scale_range(strength):
     # Crop a coordinate image (channel 0 = x ramp, channel 1 = y ramp): after resizing back,
     # the span of each ramp measures the crop's side, so their product is the kept area.
     lo, hi = STRENGTHS[strength].crop_scale_small
-    crop = TwoViews((1, 32, 32), strength).pipeline[0]
     ramp = torch.linspace(0, 1, 32)
     grid = torch.stack([ramp[None, :].expand(32, 32), ramp[:, None].expand(32, 32)])[None].repeat(400, 1, 1, 1)
     torch.manual_seed(0)
-    out = crop(grid)
-    side = lambda c: ((out[:, c].amax((1, 2)) - out[:, c].amin((1, 2))) * 31 + 1) / 32  # noqa: E731
+    out = random_crop_affine(grid, (lo, hi))
+    side = lambda c: (out[:, c].amax((1, 2)) - out[:, c].amin((1, 2))) * 31 / 32 + 1 / 32  # noqa: E731
     area = side(0) * side(1)
-    assert float(area.min()) >= lo - 0.02 and float(area.max()) <= hi + 1e-6
-    # area ~ U(lo, hi) up to integer pixel sizes (which round down): mean a bit under (lo+hi)/2
-    assert lo + 0.3 * (hi - lo) < float(area.mean()) < lo + 0.6 * (hi - lo)
+    assert float(area.min()) >= lo - 0.03 and float(area.max()) <= hi + 1e-6
+    # expected kept area: s ~ U(lo, hi), log r ~ U(log 3/4, log 4/3), sides min(sqrt(s r), 1) and
+    # min(sqrt(s / r), 1); Monte Carlo in numpy from that specification
+    rng = np.random.default_rng(0)
+    s_, r_ = rng.uniform(lo, hi, 200_000), np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3), 200_000))
+    expected = np.mean(np.minimum(np.sqrt(s_ * r_), 1) * np.minimum(np.sqrt(s_ / r_), 1))
+    assert abs(float(area.mean()) - expected) < 0.015
 
 
 def test_add_noise_statistics():
