@@ -1,0 +1,200 @@
+"""The training loop: every solver x recipe runs, resume == uninterrupted, config, errors, quality.
+
+Sizes are tiny (a digits subset, a narrow CNN) so the file runs in a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import pytest
+import torch
+
+import assignsolve
+from assignsolve import cli
+from assignsolve.errors import MissingDependencyError
+from assignsolve.train import TrainConfig, TrainError, config_from_args, default_method, run
+
+BUILTIN_SOLVERS = ["lp", "sinkhorn-pot", "sinkhorn-gpu", "kmeans", "coke", "iic"]
+TINY = dict(limit=96, batch_size=32, epochs=1, encoder_opt={"width": 8}, hidden_dim=32, proj_dim=16,
+            progress=False, n_clusters=4)
+
+
+def _run(tmp_path, **kw):
+    cfg = TrainConfig(**{**TINY, "out": str(tmp_path / "run"), **kw})
+    return run(cfg)
+
+
+def _check_row(row, k):
+    assert row["epoch"] >= 1
+    assert torch.isfinite(torch.tensor(row["loss"]))
+    for key in ("pl_nmi", "pl_acc", "knn_acc", "pl_nonempty"):
+        assert key in row
+    assert 1 <= row["pl_nonempty"] <= k
+    assert 0.0 <= row["pl_acc"] <= 1.0
+
+
+@pytest.mark.parametrize("solver", BUILTIN_SOLVERS + ["greedy-balanced"])
+def test_every_solver_trains_with_its_default_recipe(tmp_path, solver):
+    assert solver in assignsolve.list_solvers(), f"solver {solver!r} is not registered"
+    result = _run(tmp_path, solver=solver)
+    _check_row(result, 4)
+    assert result["recipe"] == default_method(solver)
+    assert result["solver_calls"] >= 1
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ckpt["epoch"] == 1 and ckpt["config"]["solver"] == solver
+
+
+@pytest.mark.parametrize("method,solver", [
+    ("sela", "sinkhorn-pot"), ("deepcluster", "sinkhorn-pot"), ("swav", "lp"), ("coke", "kmeans"),
+    ("coke", "sinkhorn-pot"), ("iic", "sinkhorn-pot"), ("amdim", "kmeans"), ("deepcluster", "coke"),
+])
+def test_any_solver_in_any_recipe(tmp_path, method, solver):
+    result = _run(tmp_path, solver=solver, method=method)
+    assert result["recipe"] == method
+    _check_row(result, 4)
+
+
+def test_amdim_term_added_to_a_recipe_changes_the_loss(tmp_path):
+    plain = _run(tmp_path / "a", solver="sinkhorn-pot", method="swav")
+    with_nce = _run(tmp_path / "b", solver="sinkhorn-pot", method="swav", amdim_weight=0.5)
+    assert with_nce["loss"] != pytest.approx(plain["loss"], rel=1e-3)
+
+
+def test_mlp_on_flat_features_and_multi_head_sela(tmp_path):
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    path = tmp_path / "feats.npz"
+    np.savez(path, features=(d.data / 16).astype("float32"), labels=d.target)
+    result = _run(tmp_path, data=str(path), encoder="mlp", encoder_opt={"hidden_dim": 32, "out_dim": 16},
+                  solver="sinkhorn-pot", method="sela", n_heads=2)
+    _check_row(result, 4)
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    base = dict(solver="sinkhorn-pot", method="swav", queue_size=32, limit=64)
+    full = _run(tmp_path / "full", epochs=2, **base)
+    _run(tmp_path / "split", epochs=1, **base)
+    resumed = _run(tmp_path / "split", epochs=2, resume=True, **base)
+    a = torch.load(tmp_path / "full" / "run" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "split" / "run" / "checkpoint.pt", weights_only=False)
+    for key in a["encoder"]:
+        assert torch.equal(a["encoder"][key], b["encoder"][key]), key
+    for key in a["heads"]:
+        assert torch.equal(a["heads"][key], b["heads"][key]), key
+    for key in ("loss", "pl_nmi", "pl_acc", "knn_acc"):
+        assert full[key] == resumed[key], key
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2]
+    rows = list(csv.DictReader(open(tmp_path / "split" / "run" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    lines = (tmp_path / "split" / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0, 1, 2]
+
+
+def test_resume_of_deepcluster_and_coke_state(tmp_path):
+    for solver in ("kmeans", "coke"):
+        full = _run(tmp_path / f"f{solver}", epochs=2, solver=solver, limit=64)
+        _run(tmp_path / f"s{solver}", epochs=1, solver=solver, limit=64)
+        resumed = _run(tmp_path / f"s{solver}", epochs=2, solver=solver, limit=64, resume=True)
+        assert full["loss"] == resumed["loss"] and full["pl_acc"] == resumed["pl_acc"], solver
+
+
+def test_resume_without_checkpoint_or_with_other_solver_is_an_error(tmp_path):
+    with pytest.raises(TrainError, match="expected a checkpoint at"):
+        _run(tmp_path, resume=True, solver="kmeans")
+    _run(tmp_path, solver="kmeans", limit=40)
+    with pytest.raises(TrainError, match="expected solver = 'kmeans'"):
+        _run(tmp_path, solver="coke", resume=True, limit=40)
+
+
+def test_config_file_then_flags_override(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('solver = "kmeans"\nepochs = 7\nbatch-size = 16\n[solver_opt]\nmax_iter = 5\n')
+    parser = argparse.ArgumentParser()
+    from assignsolve.train import add_arguments
+
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--config", str(toml), "--epochs", "3",
+                                              "--solver-opt", "tol=0.001"]))
+    assert (cfg.solver, cfg.epochs, cfg.batch_size) == ("kmeans", 3, 16)
+    assert cfg.solver_opt == {"max_iter": 5, "tol": 0.001}
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("solver: coke\nlr: 0.01\n")
+    cfg = config_from_args(parser.parse_args(["--config", str(yaml_file)]))
+    assert (cfg.solver, cfg.lr, cfg.recipe) == ("coke", 0.01, "coke")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epoch = 3\n")
+    with pytest.raises(TrainError, match="unknown option 'epoch'; did you mean 'epochs'"):
+        config_from_args(parser.parse_args(["--config", str(bad)]))
+
+
+def test_bad_flags_give_clear_errors(tmp_path, capsys):
+    with pytest.raises(TrainError, match="expected KEY=VALUE, found 'epsilon'"):
+        config_from_args({"solver_opt": ["epsilon"]})
+    with pytest.raises(TrainError, match="method: expected one of"):
+        TrainConfig(method="simclr")
+    with pytest.raises(TrainError, match="epochs: expected a number >= 1, found 0"):
+        TrainConfig(epochs=0)
+    rc = cli.main(["run", "--solver", "nope", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 2 and "unknown solver 'nope'" in capsys.readouterr().err
+
+
+def test_tensorboard_missing_is_a_clear_error(tmp_path):
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(MissingDependencyError, match="--tensorboard needs the optional package"):
+        _run(tmp_path, solver="kmeans", tensorboard=True)
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--solver", "--encoder", "--method", "--solver-opt", "--resume", "--amdim-weight",
+                 "--queue-size", "--relabel-every", "--config", "--tensorboard", "--amp", "--eval-every"):
+        assert flag in text
+    parser = cli.build_parser()
+    run_parser = parser._subparsers._group_actions[0].choices["run"]
+    for action in run_parser._actions:
+        assert action.help, f"{action.option_strings} has no help text"
+
+
+def test_cli_run_end_to_end_writes_outputs(tmp_path, capsys):
+    rc = cli.main(["run", "--solver", "greedy-balanced", "--limit", "64", "--epochs", "1",
+                   "--batch-size", "32", "--encoder-opt", "width=8", "--n-clusters", "4",
+                   "--out", str(tmp_path / "o"), "--no-progress"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["recipe"] == "sela" and printed["epoch"] == 1
+    for name in ("checkpoint.pt", "metrics.csv", "metrics.jsonl", "config.json"):
+        assert (tmp_path / "o" / name).is_file()
+
+
+# ------------------------------------------------------------------------------- quality
+# One quick digits check per family: the trained encoder beats the random-encoder baseline
+# (epoch 0 of the same run) and the pseudo-labels keep >= K/2 non-empty clusters.
+QUALITY = [
+    ("swav", "sinkhorn-pot", {}),
+    ("sela", "sinkhorn-pot", {}),
+    ("deepcluster", "kmeans", {}),
+    ("coke", "coke", {}),
+    ("iic", "iic", {}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,solver,extra", QUALITY)
+def test_training_beats_the_random_encoder_on_digits(tmp_path, method, solver, extra):
+    cfg = dict(limit=600, batch_size=128, epochs=6, encoder_opt={"width": 16}, hidden_dim=128,
+               proj_dim=32, n_clusters=10, eval_every=6)
+    result = _run(tmp_path, solver=solver, method=method, **{**cfg, **extra})
+    base = result["history"][0]
+    assert result["pl_nonempty"] >= 5
+    assert result["pl_nmi"] > base["pl_nmi"] + 0.02, (base["pl_nmi"], result["pl_nmi"])
