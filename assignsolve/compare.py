@@ -22,7 +22,8 @@ early at a fixed point (labels unchanged and centroids moved by at most ``tol``)
 one :class:`~assignsolve.Problem` and runs its own algorithm; its ``max_iter`` (when it has one)
 defaults to ``T``.
 
-Each solver runs in a fresh ``spawn``-ed worker process (``--isolation process``, the default),
+Each solver runs in a fresh worker process (``--isolation process``, the default; forked from a
+``forkserver`` that imported torch once, or ``spawn``-ed where there is no forkserver),
 so a crash, a hang past ``--timeout`` or a leak in one solver cannot affect the others; the
 deadline starts once the worker has imported its plugins. The table reports, per solver, NMI,
 ARI and Hungarian accuracy (with labels), the solver's own objective, cluster-size min/max and
@@ -364,6 +365,14 @@ def _run_solver_here(task: Mapping) -> dict:
     c0 = torch.as_tensor(task["c0"]).to(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotConvergedWarning)  # recorded as converged=False
+        if task.get("warmup", True):
+            # one untimed round on a subset pays first-call costs (lazy kernel set-up, imports
+            # inside solve); a failure here is left for the timed run to report
+            m = min(x.shape[0], max(4 * c0.shape[0], 64))
+            try:
+                run_protocol(solver, entry.needs, x[:m], c0, 1, task["metric"], task["tol"])
+            except Exception:  # noqa: BLE001
+                pass
         out, meas = _measured(
             lambda: run_protocol(solver, entry.needs, x, c0, task["iters"], task["metric"], task["tol"]),
             device, task["tracemalloc"])
@@ -384,10 +393,15 @@ def _safe_run(task: Mapping) -> dict:
 
 
 def _worker(conn, task) -> None:
-    """Entry point of a spawned worker: say ready once imports are done, then run ``task``."""
-    from .plugins import get_registry
+    """Entry point of a worker: adopt the parent's environment and ``sys.path`` (a forkserver
+    child starts from the server's), load the plugins, say ready, then run ``task``."""
+    os.environ.clear()
+    os.environ.update(task["environ"])
+    sys.path[:] = task["sys_path"]
+    from .plugins import get_registry, reset
 
     try:
+        reset()
         get_registry()
     except Exception as exc:  # noqa: BLE001
         conn.send(("result", _failure(STATUS_FAILED, f"plugin loading failed: {type(exc).__name__}: {exc}",
@@ -398,11 +412,24 @@ def _worker(conn, task) -> None:
     conn.close()
 
 
+def _context():
+    """``forkserver`` where available: each worker is forked from a clean server process that has
+    imported torch and assignsolve once (milliseconds per worker instead of seconds), and has never
+    run a torch kernel (so no thread pool is forked). ``spawn`` elsewhere."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["assignsolve.compare"])
+        return ctx
+    return mp.get_context("spawn")
+
+
 def _run_in_process(task: Mapping, timeout: float | None, startup_timeout: float = 300.0) -> dict:
-    """Run ``task`` in a fresh spawned process; the deadline starts when the worker is ready."""
-    ctx = mp.get_context("spawn")
+    """Run ``task`` in a fresh worker process; the deadline starts when the worker is ready."""
+    ctx = _context()
+    task = dict(task, environ=dict(os.environ), sys_path=list(sys.path))
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(child, dict(task)), daemon=True)
+    proc = ctx.Process(target=_worker, args=(child, task), daemon=True)
+    start = time.perf_counter()
     proc.start()
     child.close()
     try:
@@ -411,9 +438,10 @@ def _run_in_process(task: Mapping, timeout: float | None, startup_timeout: float
         kind, payload = parent.recv()
         if kind == "result":
             return payload
+        startup = time.perf_counter() - start
         if not parent.poll(timeout):
             return _failure(STATUS_TIMEOUT, f"timed out after {timeout:g} s (--timeout)")
-        return parent.recv()[1]
+        return dict(parent.recv()[1], startup_seconds=startup)
     except EOFError:
         proc.join(5)
         return _failure(STATUS_FAILED, f"worker process died (exit code {proc.exitcode})")
@@ -456,6 +484,8 @@ class CompareConfig:
         One spawned worker per solver (crash/timeout isolation), or in this process.
     tracemalloc : bool
         Also record the tracemalloc peak (Python/numpy allocations; slows Python-heavy code).
+    warmup : bool
+        Before the timed run, one untimed round on the first ``min(N, max(4K, 64))`` rows.
     solver_opts : mapping
         ``{solver name: {option: value}}``.
     """
@@ -471,6 +501,7 @@ class CompareConfig:
     device: str = "cpu"
     isolation: str = "process"
     tracemalloc: bool = False
+    warmup: bool = True
     solver_opts: Mapping = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -576,7 +607,8 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
     cfg = config or CompareConfig()
     x = np.asarray(features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else features)
     if x.ndim != 2 or x.shape[0] == 0 or not np.issubdtype(x.dtype, np.number):
-        raise CompareError(f"features: expected a non-empty numeric [N, D] array, found shape {x.shape} dtype {x.dtype}")
+        raise CompareError(f"features: expected a non-empty numeric [N, D] array, "
+                           f"found shape {x.shape} dtype {x.dtype}")
     y = None if labels is None else np.asarray(labels).astype(np.int64)
     if y is not None and y.shape != (x.shape[0],):
         raise CompareError(f"labels: expected shape ({x.shape[0]},), found {y.shape}")
@@ -618,7 +650,8 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
             out = _failure(STATUS_FAILED, broken)
         else:
             task = dict(solver=entry.name, config=config, x=x, c0=c0, iters=cfg.iters, metric=cfg.metric,
-                        tol=cfg.tol, device=cfg.device, seed=cfg.seed, tracemalloc=cfg.tracemalloc)
+                        tol=cfg.tol, device=cfg.device, seed=cfg.seed, tracemalloc=cfg.tracemalloc,
+                        warmup=cfg.warmup)
             out = _run_in_process(task, cfg.timeout) if cfg.isolation == "process" else _safe_run(task)
         row["config"] = {key: repr(v) if not isinstance(v, (int, float, str, bool, type(None))) else v
                          for key, v in config.items()}
@@ -641,7 +674,8 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
                            "unavailable), all allocations (numpy, torch, Python); CUDA: "
                            "torch.cuda.max_memory_allocated"),
         "seconds_measure": "wall time of the whole protocol in the worker (all rounds, scores and centroid "
-                           "updates included; process start-up and imports excluded)",
+                           "updates included; process start-up, plugin imports and the warm-up round "
+                           "excluded)",
         "python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
     }
     return CompareResult(rows=rows, labels=all_labels, true_labels=y, kept_index=kept,
@@ -725,7 +759,7 @@ def write_outputs(result: CompareResult, out_dir: str | Path) -> dict[str, Path]
     paths = {"csv": out / "results.csv", "json": out / "results.json", "labels": out / "labels.npz",
              "png": out / "compare.png"}
     extra = ["reason", "needs", "plugin", "n_empty", "n_not_converged", "solver_error", "solve_seconds",
-             "rss_peak_mb", "cuda_peak_mb", "tracemalloc_peak_mb"]
+             "startup_seconds", "rss_peak_mb", "cuda_peak_mb", "tracemalloc_peak_mb"]
     fields = _columns_for(result) + [c for c in extra if any(c in r for r in result.rows)]
     with open(paths["csv"], "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
@@ -822,6 +856,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isolation", choices=["process", "inline"], default="process",
                         help="one spawned worker per solver (timeouts, crash isolation) or in-process")
     parser.add_argument("--tracemalloc", action="store_true", help="also record tracemalloc peaks")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="skip the untimed warm-up round on a subset before each timed run")
     parser.add_argument("--out", default="compare-out", metavar="DIR", help="output folder (default: compare-out)")
 
 
@@ -837,6 +873,7 @@ def main(args: argparse.Namespace) -> int:
                         timeout=args.timeout if args.timeout and args.timeout > 0 else None,
                         normalize=args.normalize, init=args.init, metric=args.metric, tol=args.tol,
                         device=args.device, isolation=args.isolation, tracemalloc=args.tracemalloc,
+                        warmup=args.warmup,
                         solver_opts=parse_solver_opts(args.solver_opt))
     print(f"compare: {data.name} {data.x.shape[0]}x{data.x.shape[1]}, "
           f"K = {cfg.k if cfg.k is not None else 'from labels'}, T = {cfg.iters}, seed = {cfg.seed}")
