@@ -16,7 +16,8 @@ centroids :math:`C^{(0)}` shared by all solvers (k-means++ or a random sample, f
     c^{(t+1)}_k = \frac{\sum_i Q^{(t)}_{ik} x_i}{\sum_i Q^{(t)}_{ik}}
 
 for ``t = 0 .. T-1`` (``--iters T``), where ``Q`` is the solver's soft assignment, or the one-hot
-matrix of its labels for a hard-only solver; an empty cluster keeps its centroid. The loop stops
+matrix of its labels for a hard-only solver (or for every solver with ``--update hard``); an
+empty cluster keeps its centroid. The loop stops
 early at a fixed point (labels unchanged and centroids moved by at most ``tol``). A solver whose
 ``needs`` is ``"features"`` (k-means, CoKe) gets the features and the same initial centroids in
 one :class:`~assignsolve.Problem` and runs its own algorithm; its ``max_iter`` (when it has one)
@@ -233,7 +234,7 @@ def _as_torch(a) -> torch.Tensor:
 
 
 def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: int,
-                 metric: str = "cosine", tol: float = 1e-6) -> dict:
+                 metric: str = "cosine", tol: float = 1e-6, update: str = "soft") -> dict:
     """Run one solver through the shared protocol (see the module docstring).
 
     Parameters
@@ -252,6 +253,8 @@ def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: i
         Scores from features and centroids (:meth:`Problem.from_features`).
     tol : float
         Early stop when labels repeat and centroids move by at most ``tol`` (max-abs).
+    update : {"soft", "hard"}
+        Centroids from the soft assignment when the solver returns one, or always from the labels.
 
     Returns
     -------
@@ -273,7 +276,8 @@ def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: i
             res = solver(Problem.from_features(x, c, metric=metric))
             results.append(res)
             labels = _as_torch(res.labels).to(x.device)
-            q = _as_torch(res.soft).to(x.device) if res.soft is not None else _one_hot(labels, k, x)
+            soft = res.soft is not None and update == "soft"
+            q = _as_torch(res.soft).to(x.device) if soft else _one_hot(labels, k, x)
             c_new = centroid_update(x, q, c)
             fixed = previous is not None and torch.equal(labels, previous) and \
                 float((c_new - c).abs().max()) <= tol
@@ -370,11 +374,12 @@ def _run_solver_here(task: Mapping) -> dict:
             # inside solve); a failure here is left for the timed run to report
             m = min(x.shape[0], max(4 * c0.shape[0], 64))
             try:
-                run_protocol(solver, entry.needs, x[:m], c0, 1, task["metric"], task["tol"])
+                run_protocol(solver, entry.needs, x[:m], c0, 1, task["metric"], task["tol"], task["update"])
             except Exception:  # noqa: BLE001
                 pass
         out, meas = _measured(
-            lambda: run_protocol(solver, entry.needs, x, c0, task["iters"], task["metric"], task["tol"]),
+            lambda: run_protocol(solver, entry.needs, x, c0, task["iters"], task["metric"], task["tol"],
+                                 task["update"]),
             device, task["tracemalloc"])
     out.update(meas)
     out["status"], out["reason"] = STATUS_OK, ""
@@ -476,6 +481,8 @@ class CompareConfig:
         Shared initial centroids.
     metric : {"cosine", "dot", "l2"}
         Scores from features and centroids.
+    update : {"soft", "hard"}
+        Centroid update weighted by the soft assignment (when the solver gives one) or by the labels.
     tol : float
         Fixed-point tolerance of the protocol.
     device : str
@@ -497,6 +504,7 @@ class CompareConfig:
     normalize: str = "l2"
     init: str = "kmeans++"
     metric: str = "cosine"
+    update: str = "soft"
     tol: float = 1e-6
     device: str = "cpu"
     isolation: str = "process"
@@ -516,6 +524,7 @@ class CompareConfig:
         check(self.normalize in ("l2", "none"), "normalize", "'l2' or 'none'")
         check(self.init in ("kmeans++", "random"), "init", "'kmeans++' or 'random'")
         check(self.metric in ("cosine", "dot", "l2"), "metric", "'cosine', 'dot' or 'l2'")
+        check(self.update in ("soft", "hard"), "update", "'soft' or 'hard'")
         check(self.tol >= 0, "tol", "a float >= 0")
         check(self.isolation in ("process", "inline"), "isolation", "'process' or 'inline'")
 
@@ -651,7 +660,7 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
         else:
             task = dict(solver=entry.name, config=config, x=x, c0=c0, iters=cfg.iters, metric=cfg.metric,
                         tol=cfg.tol, device=cfg.device, seed=cfg.seed, tracemalloc=cfg.tracemalloc,
-                        warmup=cfg.warmup)
+                        warmup=cfg.warmup, update=cfg.update)
             out = _run_in_process(task, cfg.timeout) if cfg.isolation == "process" else _safe_run(task)
         row["config"] = {key: repr(v) if not isinstance(v, (int, float, str, bool, type(None))) else v
                          for key, v in config.items()}
@@ -851,6 +860,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shared initial centroids")
     parser.add_argument("--metric", choices=["cosine", "dot", "l2"], default="cosine",
                         help="scores from features and centroids")
+    parser.add_argument("--update", choices=["soft", "hard"], default="soft",
+                        help="centroids weighted by the soft assignment when given (default) or by labels")
     parser.add_argument("--tol", type=float, default=1e-6, help="fixed-point tolerance of the protocol")
     parser.add_argument("--device", default="cpu", help="device for solvers with a device option")
     parser.add_argument("--isolation", choices=["process", "inline"], default="process",
@@ -871,7 +882,7 @@ def main(args: argparse.Namespace) -> int:
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()] if args.solvers else None
     cfg = CompareConfig(k=args.k, iters=args.iters, seed=args.seed,
                         timeout=args.timeout if args.timeout and args.timeout > 0 else None,
-                        normalize=args.normalize, init=args.init, metric=args.metric, tol=args.tol,
+                        normalize=args.normalize, init=args.init, metric=args.metric, update=args.update, tol=args.tol,
                         device=args.device, isolation=args.isolation, tracemalloc=args.tracemalloc,
                         warmup=args.warmup,
                         solver_opts=parse_solver_opts(args.solver_opt))

@@ -286,6 +286,22 @@ def test_soft_solver_uses_weighted_centroids(only):
     assert row["marginal_error"] == pytest.approx(np.abs(q.mean(0) - 1 / 3).sum(), abs=1e-5)
 
 
+def test_hard_update_uses_labels_even_for_soft_solvers(only):
+    only("testplug")
+    x, y = blobs(n_per=30, k=3, d=3, seed=5, scale=1.0)
+    # cosine scores lie in [-1, 1]: at temperature 5 the soft assignment is nearly uniform, so a
+    # soft update would pull every centroid to the mean; the hard update is spherical Lloyd
+    cfg = CompareConfig(iters=3, seed=1, update="hard", solver_opts={"test-softmax": {"temperature": 5.0}},
+                        **INLINE)
+    res = compare(x, y, ["test-softmax"], cfg, log=lambda *_: None)
+    xn = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
+    c = init_centroids(torch.from_numpy(xn.astype(np.float32)), 3, "kmeans++", seed=1).numpy().astype(np.float64)
+    for _ in range(3):
+        labels = (xn @ (c / np.linalg.norm(c, axis=1, keepdims=True)).T).argmax(1)
+        c = np.stack([xn[labels == j].mean(0) if (labels == j).any() else c[j] for j in range(3)])
+    np.testing.assert_array_equal(res.labels["test-softmax"], labels)
+
+
 def test_same_seed_same_result_duplicates_fine(only):
     only("greedy,testplug")
     x, y = blobs(n_per=20, k=3, seed=7)
