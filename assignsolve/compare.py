@@ -358,6 +358,16 @@ def _measured(fn, device: torch.device, use_tracemalloc: bool) -> tuple[dict, di
 
 def _run_solver_here(task: Mapping) -> dict:
     """Build the solver named in ``task`` and run the protocol in this process."""
+    threads = torch.get_num_threads()
+    if task.get("threads"):
+        torch.set_num_threads(int(task["threads"]))
+    try:
+        return _run_solver_threads_set(task)
+    finally:
+        torch.set_num_threads(threads)  # matters inline only
+
+
+def _run_solver_threads_set(task: Mapping) -> dict:
     from .plugins import get_solver, solver_entry
 
     torch.manual_seed(task["seed"])
@@ -382,6 +392,7 @@ def _run_solver_here(task: Mapping) -> dict:
                                  task["update"]),
             device, task["tracemalloc"])
     out.update(meas)
+    out["threads"] = torch.get_num_threads()
     out["status"], out["reason"] = STATUS_OK, ""
     return out
 
@@ -493,6 +504,9 @@ class CompareConfig:
         Also record the tracemalloc peak (Python/numpy allocations; slows Python-heavy code).
     warmup : bool
         Before the timed run, one untimed round on the first ``min(N, max(4K, 64))`` rows.
+    threads : int or None
+        ``torch.set_num_threads`` in the worker (None: torch's default). On a shared or busy
+        machine, 1 thread gives far steadier timings of small problems.
     solver_opts : mapping
         ``{solver name: {option: value}}``.
     """
@@ -510,6 +524,7 @@ class CompareConfig:
     isolation: str = "process"
     tracemalloc: bool = False
     warmup: bool = True
+    threads: int | None = None
     solver_opts: Mapping = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -525,6 +540,8 @@ class CompareConfig:
         check(self.init in ("kmeans++", "random"), "init", "'kmeans++' or 'random'")
         check(self.metric in ("cosine", "dot", "l2"), "metric", "'cosine', 'dot' or 'l2'")
         check(self.update in ("soft", "hard"), "update", "'soft' or 'hard'")
+        check(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1), "threads",
+              "an int >= 1 or None")
         check(self.tol >= 0, "tol", "a float >= 0")
         check(self.isolation in ("process", "inline"), "isolation", "'process' or 'inline'")
 
@@ -660,7 +677,7 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
         else:
             task = dict(solver=entry.name, config=config, x=x, c0=c0, iters=cfg.iters, metric=cfg.metric,
                         tol=cfg.tol, device=cfg.device, seed=cfg.seed, tracemalloc=cfg.tracemalloc,
-                        warmup=cfg.warmup, update=cfg.update)
+                        warmup=cfg.warmup, update=cfg.update, threads=cfg.threads)
             out = _run_in_process(task, cfg.timeout) if cfg.isolation == "process" else _safe_run(task)
         row["config"] = {key: repr(v) if not isinstance(v, (int, float, str, bool, type(None))) else v
                          for key, v in config.items()}
@@ -685,7 +702,7 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
         "seconds_measure": "wall time of the whole protocol in the worker (all rounds, scores and centroid "
                            "updates included; process start-up, plugin imports and the warm-up round "
                            "excluded)",
-        "python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
     }
     return CompareResult(rows=rows, labels=all_labels, true_labels=y, kept_index=kept,
                          dropped_index=dropped, info=info)
@@ -768,7 +785,7 @@ def write_outputs(result: CompareResult, out_dir: str | Path) -> dict[str, Path]
     paths = {"csv": out / "results.csv", "json": out / "results.json", "labels": out / "labels.npz",
              "png": out / "compare.png"}
     extra = ["reason", "needs", "plugin", "n_empty", "n_not_converged", "solver_error", "solve_seconds",
-             "startup_seconds", "rss_peak_mb", "cuda_peak_mb", "tracemalloc_peak_mb"]
+             "startup_seconds", "threads", "rss_peak_mb", "cuda_peak_mb", "tracemalloc_peak_mb"]
     fields = _columns_for(result) + [c for c in extra if any(c in r for r in result.rows)]
     with open(paths["csv"], "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
@@ -864,6 +881,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="centroids weighted by the soft assignment when given (default) or by labels")
     parser.add_argument("--tol", type=float, default=1e-6, help="fixed-point tolerance of the protocol")
     parser.add_argument("--device", default="cpu", help="device for solvers with a device option")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per worker (default: torch's default)")
     parser.add_argument("--isolation", choices=["process", "inline"], default="process",
                         help="one spawned worker per solver (timeouts, crash isolation) or in-process")
     parser.add_argument("--tracemalloc", action="store_true", help="also record tracemalloc peaks")
@@ -884,7 +903,7 @@ def main(args: argparse.Namespace) -> int:
                         timeout=args.timeout if args.timeout and args.timeout > 0 else None,
                         normalize=args.normalize, init=args.init, metric=args.metric, update=args.update, tol=args.tol,
                         device=args.device, isolation=args.isolation, tracemalloc=args.tracemalloc,
-                        warmup=args.warmup,
+                        warmup=args.warmup, threads=args.threads,
                         solver_opts=parse_solver_opts(args.solver_opt))
     print(f"compare: {data.name} {data.x.shape[0]}x{data.x.shape[1]}, "
           f"K = {cfg.k if cfg.k is not None else 'from labels'}, T = {cfg.iters}, seed = {cfg.seed}")

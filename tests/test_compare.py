@@ -313,6 +313,10 @@ def test_same_seed_same_result_duplicates_fine(only):
     for s in ("greedy-balanced", "test-argmax"):
         assert a.row(s)["status"] == "ok"
         np.testing.assert_array_equal(a.labels[s], b.labels[s])
+    before = torch.get_num_threads()
+    c = compare(x, y, ["test-argmax"], CompareConfig(iters=5, seed=3, threads=1, **INLINE), log=lambda *_: None)
+    assert c.row("test-argmax")["threads"] == 1 and torch.get_num_threads() == before
+    np.testing.assert_array_equal(c.labels["test-argmax"], a.labels["test-argmax"])
 
 
 def test_k_larger_than_n(only):
