@@ -539,23 +539,20 @@ class SinkhornGPU(BaseSolver):
                                  "found a row-marginal array")
             n_total = _all_reduce(torch.tensor([float(n)], dtype=torch.float64, device=device),
                                   torch.distributed.ReduceOp.SUM, True)
-            a = torch.full((n,), 1.0 / float(n_total), dtype=dtype, device=device)
-            b = problem.col_marginal(torch.float64, device)
-            b = (b / b.sum()).to(dtype)
-            mass = 1.0
+            a = torch.full((n,), 1.0 / float(n_total), dtype=torch.float64, device=device)
         else:
             a = problem.row_marginal(torch.float64, device)
-            b = problem.col_marginal(torch.float64, device)
-            mass = float(a.sum())
-            b = (b * (mass / float(b.sum()))).to(dtype)
-            a = a.to(dtype)
+        mass = float(_all_reduce(a.sum().reshape(1), torch.distributed.ReduceOp.SUM, dist))
+        b = problem.col_marginal(torch.float64, device)
+        b = (b * (mass / float(b.sum()))).to(dtype)
+        a = a.to(dtype)
         log_b = b.log()
         b_sum = float(b.sum())
 
         # ---- state: stabilisers from the row max (SeLa) or the global max (SwAV)
         cache = self.cache_kernel
         if cache == "auto":
-            cache = n * k * itemsize <= _CACHE_AUTO_BYTES and not dist
+            cache = n * k * itemsize <= _CACHE_AUTO_BYTES
         alpha = torch.empty(n, dtype=dtype, device=device)
         for s in range(0, n, block):
             alpha[s:s + block] = scores[s:s + block].to(device, dtype).amax(1)
