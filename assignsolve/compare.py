@@ -814,21 +814,24 @@ def plot(result: CompareResult, path: str | Path) -> None:
     k, n = result.info["k"], result.info["n"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles, markers = ["-", "--", "-.", ":"], ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
     for i, r in enumerate(ok):
         sizes = np.sort(np.bincount(result.labels[r["solver"]], minlength=k))[::-1]
-        ax1.step(np.arange(1, k + 1), sizes, where="mid", color=colours[i % len(colours)], label=r["solver"])
+        ax1.step(np.arange(1, k + 1), sizes, where="mid", color=colours[i % len(colours)],
+                 linestyle=styles[i % len(styles)], linewidth=1.6, label=r["solver"])
     ax1.axhline(n / k, color="grey", linestyle="--", linewidth=1, label="N/K (balanced)")
     ax1.set(xlabel="cluster rank (largest first)", ylabel="cluster size",
             title=f"cluster sizes, {result.info['source']} (N={n}, K={k})")
     ax1.legend(fontsize=8)
     has_truth = result.true_labels is not None
     key, ylabel = ("acc", "Hungarian accuracy") if has_truth else ("size_entropy", "size entropy (nats)")
-    for i, r in enumerate(ok):
-        ax2.scatter(r["seconds"], r[key], s=60, color=colours[i % len(colours)], edgecolor="black", zorder=3)
-        ax2.annotate(r["solver"], (r["seconds"], r[key]), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    for i, r in enumerate(ok):  # markers differ so that coinciding points stay visible
+        ax2.scatter(r["seconds"], r[key], s=70, color=colours[i % len(colours)], marker=markers[i % len(markers)],
+                    edgecolor="black", alpha=0.8, zorder=3, label=f"{r['solver']} ({r[key]:.3f}, {r['seconds']:.2g} s)")
     if ok:
         ax2.set_xscale("log")
-        ax2.margins(x=0.35, y=0.1)
+        ax2.margins(x=0.15, y=0.1)
+        ax2.legend(fontsize=8)
     ax2.grid(True, alpha=0.3)
     ax2.set(xlabel="wall seconds (log)", ylabel=ylabel, title=f"{ylabel} vs time")
     failed = [f"{r['solver']} ({r['status']})" for r in result.rows if r["status"] != STATUS_OK]
