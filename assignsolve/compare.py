@@ -730,7 +730,7 @@ def _fmt(col: str, value) -> str:
     if col == "marginal_error":
         return f"{value:.2e}"
     if col == "seconds":
-        return f"{value:.2f}"
+        return f"{value:.3f}"
     if col == "mem_mb":
         return f"{value:.1f}"
     return f"{value:.5g}"
