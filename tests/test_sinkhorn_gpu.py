@@ -32,6 +32,11 @@ def _pot_plan(a, b, s, eps):
         return ot.bregman.sinkhorn_log(a, b, -s, eps, numItermax=200_000, stopThr=1e-12)
 
 
+def _f32_bound(s, eps):
+    """Accuracy float32 can give: the exponent S/eps is rounded to a relative 2^-23."""
+    return 4 * torch.finfo(torch.float32).eps * float(s.abs().max()) / eps
+
+
 def _objective(p, s, eps):
     """<P, S> + eps H(P), H(P) = -sum P log P (hand formula)."""
     return float((p * s).sum() - eps * torch.xlogy(p, p).sum())
@@ -118,9 +123,9 @@ def test_block_streaming_equals_one_block():
     for bs in (1, 16, 100):
         many = SinkhornGPU(epsilon=0.05, tol=1e-6, block_size=bs, cache_kernel=False)(Problem(scores=s))
         assert many.n_iters == one.n_iters
-        assert float((many.soft - one.soft).abs().max()) < 1e-6
+        assert float((many.soft - one.soft).abs().max()) < _f32_bound(s, 0.05)
     cached = SinkhornGPU(epsilon=0.05, tol=1e-6, block_size=16, cache_kernel=True)(Problem(scores=s))
-    assert float((cached.soft - one.soft).abs().max()) < 1e-5
+    assert float((cached.soft - one.soft).abs().max()) < _f32_bound(s, 0.05)
 
 
 @pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
@@ -132,7 +137,7 @@ def test_half_precision_input(half):
     assert float((res.soft - ref.soft).abs().max()) < 1e-6
     ref64 = _pot_plan(torch.full((200,), 1 / 200, dtype=torch.float64),
                       torch.full((10,), 0.1, dtype=torch.float64), s.double(), 0.05)
-    assert float((res.soft.double() - 200 * ref64).abs().max()) < 1e-5
+    assert float((res.soft.double() - 200 * ref64).abs().max()) < _f32_bound(s, 0.05)
 
 
 def test_families_and_dtypes():
@@ -216,7 +221,7 @@ def test_error_value_is_column_violation():
     res = SinkhornGPU(epsilon=0.1, tol=None, max_iter=1, check_every=1, dtype="float64")(Problem(scores=s))
     # one row update from the row-max start is a row softmax of S/eps
     q = torch.softmax(s / 0.1, dim=1) / 80
-    expected = float((q.sum(0) - 1 / 6).abs().sum() * 6)
+    expected = float((q.sum(0) - 1 / 6).abs().sum())  # relative L1: sum(b) = 1
     assert res.errors[0] == pytest.approx(expected, rel=1e-9)
 
 
