@@ -68,8 +68,8 @@ from .errors import AssignsolveError, NotConvergedWarning
 
 __all__ = [
     "CompareConfig", "CompareError", "CompareResult", "centroid_update", "compare",
-    "drop_nonfinite", "init_centroids", "kmeans_plusplus", "marginal_error", "parse_solver_opts",
-    "run_protocol", "add_arguments", "main",
+    "drop_nonfinite", "format_table", "init_centroids", "kmeans_plusplus", "marginal_error",
+    "parse_solver_opts", "plot", "run_protocol", "write_outputs", "add_arguments", "main",
 ]
 
 STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT = "ok", "failed", "timeout"
