@@ -34,6 +34,7 @@ for 20 iterations from ``K`` random data points. This module reproduces that pip
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, NamedTuple
 
 import attrs
@@ -176,18 +177,32 @@ def preprocess_features(
 
 
 # --------------------------------------------------------------------------- Lloyd steps
+#: Rows per block of the CPU thread-parallel assignment (a [1024, K] float32 block is 4 MB at K = 1000).
+CPU_BLOCK = 1024
+
+
 @torch.no_grad()
 def assign_nearest(
     x: torch.Tensor,
     centroids: torch.Tensor,
     chunk_size: int = 8192,
     x_sqnorm: torch.Tensor | None = None,
+    n_workers: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Nearest centroid of every row: :math:`y_i = \arg\min_k \lVert x_i - c_k \rVert^2`.
 
     Uses :math:`\lVert x_i - c_k\rVert^2 = \lVert x_i\rVert^2 + \lVert c_k\rVert^2 - 2 \langle x_i, c_k\rangle`;
-    the :math:`k`-independent first term is added after the ``min``. Rows are processed
-    ``chunk_size`` at a time into one reused ``[chunk_size, K]`` buffer (one ``addmm`` each).
+    the :math:`k`-independent first term is added after the ``min``. Rows are processed in
+    blocks, one ``addmm`` (GEMM) plus one ``min`` per block, each block writing a disjoint slice of
+    the output, so at most ``chunk_size * K`` distances exist at any time.
+
+    On CPU with ``n_workers > 1`` the blocks (``min(chunk_size // n_workers, 1024)`` rows) are
+    spread over ``n_workers`` threads, each running a single-threaded GEMM, and torch's
+    intra-op thread count is set to 1 process-wide for the duration of the call (restored
+    after). This is scikit-learn's scheme (OpenMP over 256-row chunks, BLAS limited to one
+    thread): it avoids the fork/join barriers of a multi-threaded GEMM per block, which are
+    what makes faiss' and torch's BLAS-threaded search slow when cores are shared. On CUDA one
+    stream does the blocks in order.
 
     Parameters
     ----------
@@ -195,9 +210,11 @@ def assign_nearest(
     centroids : torch.Tensor [K, D]
         Same dtype and device as ``x``.
     chunk_size : int
-        Rows per block; memory is ``chunk_size * K`` scalars.
+        Rows in flight (all workers together); memory is ``chunk_size * K`` scalars.
     x_sqnorm : torch.Tensor [N], optional
         Precomputed :math:`\lVert x_i\rVert^2` (computed when omitted).
+    n_workers : int, optional
+        CPU threads; default ``torch.get_num_threads()`` on CPU, 1 on other devices.
 
     Returns
     -------
@@ -209,17 +226,38 @@ def assign_nearest(
     k = centroids.shape[0]
     if x_sqnorm is None:
         x_sqnorm = x.pow(2).sum(dim=1)
-    c_sqnorm = centroids.pow(2).sum(dim=1)
+    c_sqnorm = centroids.pow(2).sum(dim=1)[None, :]
     ct = centroids.T
-    step = max(1, min(int(chunk_size), n))
-    buf = torch.empty((step, k), dtype=x.dtype, device=x.device)
     labels = torch.empty(n, dtype=torch.int64, device=x.device)
     best = torch.empty(n, dtype=x.dtype, device=x.device)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        block = buf[: stop - start]
-        torch.addmm(c_sqnorm[None, :], x[start:stop], ct, beta=1.0, alpha=-2.0, out=block)
-        torch.min(block, dim=1, out=(best[start:stop], labels[start:stop]))
+    chunk = max(1, int(chunk_size))
+    if n_workers is None:
+        n_workers = torch.get_num_threads() if x.device.type == "cpu" else 1
+    workers = max(1, min(int(n_workers), chunk, -(-n // min(CPU_BLOCK, n))))
+    if x.device.type != "cpu" or workers == 1:
+        step = min(chunk, n)
+        buf = torch.empty((step, k), dtype=x.dtype, device=x.device)
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            block = buf[: stop - start]
+            torch.addmm(c_sqnorm, x[start:stop], ct, beta=1.0, alpha=-2.0, out=block)
+            torch.min(block, dim=1, out=(best[start:stop], labels[start:stop]))
+    else:
+        step = max(1, min(chunk // workers, CPU_BLOCK))
+
+        def work(start: int) -> None:
+            stop = min(start + step, n)
+            with torch.no_grad():  # grad mode is thread-local
+                block = torch.addmm(c_sqnorm, x[start:stop], ct, beta=1.0, alpha=-2.0)
+                torch.min(block, dim=1, out=(best[start:stop], labels[start:stop]))
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(work, range(0, n, step)))
+        finally:
+            torch.set_num_threads(threads)
     sqdist = (best + x_sqnorm).clamp_min_(0.0)
     return labels, sqdist
 
