@@ -826,8 +826,13 @@ class IICRecipe(Recipe):
     two_views = True
 
     def build_heads(self):
-        return {"cluster": ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads or 5,
-                                        overcluster=self.cfg.overcluster or 5 * self.k)}
+        heads = ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads or 5,
+                             overcluster=self.cfg.overcluster or 5 * self.k)
+        # PyTorch's default Linear init, as IIC's heads: with DeepCluster's N(0, 0.01^2) init every
+        # softmax starts uniform, where the MI and its gradient vanish (the run stalls collapsed).
+        for layer in [*heads.heads, *heads.overcluster_heads]:
+            layer.reset_parameters()
+        return {"cluster": heads}
 
     def loss(self, ctx, out1, out2, idx):
         p = lambda zs: [torch.softmax(z.float(), dim=1) for z in zs]  # noqa: E731
