@@ -235,7 +235,8 @@ def assign_nearest(
         n_workers = torch.get_num_threads() if x.device.type == "cpu" else 1
     workers = max(1, min(int(n_workers), chunk, -(-n // min(CPU_BLOCK, n))))
     if x.device.type != "cpu" or workers == 1:
-        step = min(chunk, n)
+        # CPU: cache-sized blocks (the min pass then reads the block from cache); GPU: big ones.
+        step = min(chunk, n) if x.device.type != "cpu" else min(chunk, n, CPU_BLOCK)
         buf = torch.empty((step, k), dtype=x.dtype, device=x.device)
         for start in range(0, n, step):
             stop = min(start + step, n)
