@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, NamedTuple
 
 import attrs
+import numpy as np
 import torch
 
 import assignsolve
@@ -150,8 +151,9 @@ def preprocess_features(
 
     Parameters
     ----------
-    x : torch.Tensor [N, D]
-        Features, on any device. Half precision is computed in float32.
+    x : torch.Tensor or numpy.ndarray [N, D]
+        Features, on any device. Half precision is computed in float32. A numpy input gives a
+        numpy output.
     pca_dim : int or None
         Output dimension (256 in DeepCluster); ``None`` skips the PCA (normalisation only).
     whiten : bool
@@ -163,9 +165,13 @@ def preprocess_features(
 
     Returns
     -------
-    torch.Tensor [N, pca_dim] (or [N, D] when ``pca_dim`` is None)
-        In ``x``'s device, float32 or float64.
+    torch.Tensor or numpy.ndarray [N, pca_dim] (or [N, D] when ``pca_dim`` is None)
+        Same family and device as ``x``, float32 or float64.
     """
+    was_numpy = isinstance(x, np.ndarray)
+    x = torch.from_numpy(np.ascontiguousarray(x)) if was_numpy else x
+    if x.ndim != 2:
+        raise InvalidProblemError(f"x: expected a 2-D array [N, D], found shape {tuple(x.shape)}")
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
     if pca_dim is not None:
@@ -173,7 +179,7 @@ def preprocess_features(
         x = apply_pca(x, mean, proj)
     if normalize:
         x = torch.nn.functional.normalize(x, dim=1)
-    return x
+    return x.numpy() if was_numpy else x
 
 
 # --------------------------------------------------------------------------- Lloyd steps

@@ -232,6 +232,9 @@ def test_pca_whitening_gives_identity_covariance_and_matches_faiss_pcamatrix():
     sign = np.sign((ref * ours).sum(0))  # eigenvectors are defined up to sign
     np.testing.assert_allclose(ours * sign, ref, atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    from_numpy = preprocess_features(x32, 24, eps=0.0)  # numpy in, numpy out
+    assert isinstance(from_numpy, np.ndarray)
+    np.testing.assert_array_equal(from_numpy, ours)
     # pca_dim=None: normalisation only; whiten=False: plain PCA (variances = eigenvalues).
     assert torch.allclose(preprocess_features(torch.from_numpy(x), None),
                           torch.nn.functional.normalize(torch.from_numpy(x), dim=1))
