@@ -32,9 +32,13 @@ Design (what makes it fast and finite)
   streaming mode this happens every sweep, so each kernel row sums to about one and,
   after an exact column update, row sums stay within ``[min_k b_k / m, m / a_i]``
   (``m`` the total mass): finite in float32 at SeLa's ``epsilon = 0.04`` where plain
-  ``exp(S/eps)`` underflows to zero. With a cached kernel (``cache_kernel``) the
-  scalings are absorbed, and the kernel rebuilt, only when ``|log v|`` exceeds
-  ``absorb_threshold``.
+  ``exp(S/eps)`` underflows to zero. With a cached kernel (``cache_kernel``) the kernel
+  is one contiguous ``N x K`` tensor, an iteration is ``r = K v``, ``u = a / r``,
+  ``c = K^T u`` (fused over 512 KiB row chunks on CPU, two whole ``mv`` on CUDA) plus
+  vector ops, and the scalings are absorbed, and the kernel rebuilt, only when
+  ``|log v|`` exceeds ``absorb_threshold``. Cached entries below
+  ``exp(log(tiny) + 41)`` are stored as exact zeros (their products with the scalings
+  would be slow float denormals); the tiny-column repair threshold is raised to match.
 * **Exact repairs instead of NaNs.** A row whose kernel sum leaves a safe range gets
   its stabiliser recomputed by an exact ``logsumexp``; a column whose mass is so small
   that float underflow could have corrupted it (e.g. a cluster no sample prefers,
@@ -74,6 +78,11 @@ __all__ = ["SinkhornGPU", "SinkhornState", "sinkhorn_sweep", "column_logsumexp",
 _CPU_BLOCK_BYTES = 2 << 20  # one block of exp-values stays in a 2 MiB L2 on CPU
 _CUDA_BLOCK_BYTES = 256 << 20
 _CACHE_AUTO_BYTES = 1 << 30  # cache_kernel="auto" caches a kernel up to 1 GiB
+_CACHED_FUSED_BYTES = 512 << 10  # CPU cached sweep: fused K v / K^T u over 512 KiB row chunks
+# The cached kernel stores entries below exp(log(tiny) + 1 + margin) as zeros, so that its
+# products with the scalings (|log v| <= absorb_threshold, a_i / r_i) stay normal floats.
+_CACHED_ZERO_MARGIN = 40.0
+_ZERO_SLACK = 1.001
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -96,10 +105,14 @@ def auto_block_size(n: int, k: int, device: torch.device, itemsize: int = 4) -> 
     return int(min(n, rows))
 
 
-def _limits(dtype: torch.dtype) -> tuple[float, float, float, float]:
-    """(exponent floor, row-sum low, row-sum high, column-mass low factor) for ``dtype``."""
+def _limits(dtype: torch.dtype, cached: bool = False) -> tuple[float, float, float, float]:
+    """(exponent floor, row-sum low, row-sum high, column-mass low factor) for ``dtype``.
+
+    With ``cached`` the floor is the cached kernel's zeroing threshold (entries whose
+    exponent is below it are stored as exact zeros, see :func:`_kernel_block`).
+    """
     fi = torch.finfo(dtype)
-    floor = math.log(fi.tiny) + 1.0
+    floor = math.log(fi.tiny) + 1.0 + (_CACHED_ZERO_MARGIN if cached else 0.0)
     lo, hi = 2.0 ** -20, 2.0 ** 60 if dtype == torch.float32 else 2.0 ** 500
     # Floored entries add at most exp(floor) * mass / lo to a column sum; a column mass
     # above col_lo * mass is therefore exact to the dtype's precision.
@@ -127,8 +140,10 @@ class SinkhornState:
         Row stabiliser the kernel of each row was built with.
     alpha_next : tensor [N]
         ``alpha - log(row sum)`` from the last sweep (the absorbed row update).
-    cache : list of tensors [rows, K] or None
-        Cached kernel blocks ``exp(S/eps + beta + alpha)``; ``None`` when streaming.
+    cache : tensor [N, K], list or None
+        Cached kernel ``exp(S/eps + beta + alpha)`` as one contiguous tensor; ``None`` when
+        streaming. Any other non-``None`` value (e.g. ``[]``) requests a cache, built on
+        the first sweep.
     stale : bool
         Whether the cache must be rebuilt (after an absorption).
     """
@@ -137,14 +152,14 @@ class SinkhornState:
     log_v: torch.Tensor
     alpha: torch.Tensor
     alpha_next: torch.Tensor
-    cache: list | None
+    cache: torch.Tensor | list | None
     stale: bool = True
 
 
 @torch.no_grad()
 def _kernel_block(s_blk: torch.Tensor, beta: torch.Tensor, alpha_blk: torch.Tensor, inv_eps: float,
-                  floor: float, out: torch.Tensor | None = None) -> torch.Tensor:
-    r"""``exp(max(S/eps + beta + alpha, floor))`` for one block.
+                  floor: float, out: torch.Tensor | None = None, zero_floor: bool = False) -> torch.Tensor:
+    r"""``exp(max(S/eps + beta + alpha, floor))`` for one block (``0`` at the floor if ``zero_floor``).
 
     Parameters
     ----------
@@ -160,9 +175,15 @@ def _kernel_block(s_blk: torch.Tensor, beta: torch.Tensor, alpha_blk: torch.Tens
         Exponent floor (``log(tiny) + 1``).
     out : tensor [B, K], optional
         Buffer to write into.
+    zero_floor : bool
+        Store entries at the floor as exact zeros (cached kernel).
     """
     out = torch.add(beta, s_blk, alpha=inv_eps, out=out)
     out.add_(alpha_blk[:, None]).clamp_min_(floor).exp_()
+    if zero_floor:
+        # floored entries become exact zeros: products of tiny kernel entries with the
+        # scaling vectors would otherwise be float denormals (~100x slower on CPU)
+        torch.nn.functional.threshold_(out, math.exp(floor) * _ZERO_SLACK, 0.0)
     return out
 
 
@@ -246,6 +267,77 @@ def column_logsumexp(scores: torch.Tensor, cols: torch.Tensor, log_w: torch.Tens
     return acc.log() + m_safe
 
 
+def _cached_rows(n: int, k: int, device: torch.device, itemsize: int) -> int:
+    """Rows per fused chunk of the cached kernel (0: two whole-matrix ``mv`` instead)."""
+    if device.type != "cpu" or _CACHED_FUSED_BYTES <= 0:
+        return 0
+    return int(max(1, min(n, _CACHED_FUSED_BYTES // max(1, k * itemsize))))
+
+
+@torch.no_grad()
+def _build_kernel(scores: torch.Tensor, state: SinkhornState, inv_eps: float, block_size: int,
+                  device: torch.device, dtype: torch.dtype, floor: float) -> torch.Tensor:
+    """(Re)build the whole cached kernel ``exp(S/eps + beta + alpha)`` as one contiguous tensor."""
+    n, k = scores.shape
+    kmat = state.cache
+    if not (isinstance(kmat, torch.Tensor) and kmat.shape == (n, k) and kmat.dtype == dtype
+            and kmat.device == device and kmat.is_contiguous()):
+        kmat = torch.empty((n, k), dtype=dtype, device=device)
+    for s in range(0, n, block_size):
+        e = min(n, s + block_size)
+        _kernel_block(scores[s:e].to(device, dtype, non_blocking=True), state.beta, state.alpha[s:e],
+                      inv_eps, floor, out=kmat[s:e], zero_floor=True)
+    state.cache = kmat
+    state.stale = False
+    return kmat
+
+
+@torch.no_grad()
+def _cached_sweep(scores: torch.Tensor, state: SinkhornState, a: torch.Tensor, inv_eps: float,
+                  block_size: int, device: torch.device, dtype: torch.dtype,
+                  row_update: bool, distributed: bool) -> torch.Tensor:
+    r"""Cached-kernel sweep: ``r = K v``, ``u = a / r``, ``c = K^T u`` on one contiguous ``K``.
+
+    On CPU the two products are fused over chunks of ``_CACHED_FUSED_BYTES`` (the chunk
+    is read from memory once, its second product runs from cache); on CUDA they are two
+    whole-matrix ``mv``. Only vector ops besides; the kernel is rebuilt only after an
+    absorption (``stale``), and only the offending rows after an exact row repair.
+    """
+    floor, lo, hi, _ = _limits(dtype, cached=True)
+    n, k = scores.shape
+    if state.stale or not isinstance(state.cache, torch.Tensor):
+        state.alpha.copy_(state.alpha_next)
+        _build_kernel(scores, state, inv_eps, block_size, device, dtype, floor)
+    kmat = state.cache
+    v = state.log_v.exp()
+    if not row_update:
+        c = torch.mv(kmat.T, a)
+        state.alpha_next.copy_(state.alpha)
+        return _all_reduce(c, torch.distributed.ReduceOp.SUM, distributed)
+    rows = _cached_rows(n, k, device, kmat.element_size())
+    r_all = torch.empty(n, dtype=dtype, device=device)
+    for attempt in range(2):
+        if rows:
+            c = torch.zeros(k, dtype=dtype, device=device)
+            for s in range(0, n, rows):
+                kb = kmat[s:s + rows]
+                rb = torch.mv(kb, v, out=r_all[s:s + rows])
+                c.addmv_(kb.T, a[s:s + rows] / rb)
+        else:
+            torch.mv(kmat, v, out=r_all)
+            c = torch.mv(kmat.T, a / r_all)
+        bad = ~((r_all > lo) & (r_all < hi))
+        if attempt == 1 or not bool(bad.any()):
+            break
+        # exact repair of the bad rows' stabilisers and kernel rows, then redo the sweep
+        idx = bad.nonzero().squeeze(1)
+        s_rows = scores.index_select(0, idx.to(scores.device)).to(device, dtype)
+        state.alpha[idx] = _exact_alpha(s_rows, state.beta + state.log_v, inv_eps, floor)
+        kmat[idx] = _kernel_block(s_rows, state.beta, state.alpha[idx], inv_eps, floor, zero_floor=True)
+    torch.sub(state.alpha, r_all.log(), out=state.alpha_next)
+    return _all_reduce(c, torch.distributed.ReduceOp.SUM, distributed)
+
+
 @torch.no_grad()
 def sinkhorn_sweep(scores: torch.Tensor, state: SinkhornState, a: torch.Tensor, inv_eps: float,
                    block_size: int, device: torch.device, dtype: torch.dtype,
@@ -285,34 +377,26 @@ def sinkhorn_sweep(scores: torch.Tensor, state: SinkhornState, a: torch.Tensor, 
     c : tensor [K]
         Column sums of the plan divided by ``v`` (all-reduced).
     """
+    if state.cache is not None:
+        return _cached_sweep(scores, state, a, inv_eps, block_size, device, dtype, row_update, distributed)
     floor, lo, hi, _ = _limits(dtype)
     n, k = scores.shape
     v = state.log_v.exp()
     r_all = torch.empty(n, dtype=dtype, device=device)
-    if state.cache is not None and state.stale:
-        state.alpha.copy_(state.alpha_next)
     for attempt in range(2):
         c = torch.zeros(k, dtype=dtype, device=device)
         buf = None
-        for bi, s in enumerate(range(0, n, block_size)):
+        for s in range(0, n, block_size):
             e = min(n, s + block_size)
-            if state.cache is not None and not state.stale:
-                kt = state.cache[bi]
-            else:
-                s_blk = scores[s:e].to(device, dtype, non_blocking=True)
-                if state.cache is None:
-                    if buf is None or buf.shape[0] != e - s:
-                        buf = torch.empty((e - s, k), dtype=dtype, device=device)
-                    kt = _kernel_block(s_blk, state.beta, state.alpha[s:e], inv_eps, floor, out=buf)
-                else:
-                    kt = state.cache[bi] = _kernel_block(s_blk, state.beta, state.alpha[s:e], inv_eps, floor)
+            s_blk = scores[s:e].to(device, dtype, non_blocking=True)
+            if buf is None or buf.shape[0] != e - s:
+                buf = torch.empty((e - s, k), dtype=dtype, device=device)
+            kt = _kernel_block(s_blk, state.beta, state.alpha[s:e], inv_eps, floor, out=buf)
             if row_update:
                 r = torch.mv(kt, v, out=r_all[s:e])
                 c.addmv_(kt.T, a[s:e] / r)
             else:
                 c.addmv_(kt.T, a[s:e])
-        if state.cache is not None:
-            state.stale = False
         if not row_update:
             state.alpha_next.copy_(state.alpha)
             break
@@ -323,8 +407,6 @@ def sinkhorn_sweep(scores: torch.Tensor, state: SinkhornState, a: torch.Tensor, 
         idx = bad.nonzero().squeeze(1)
         s_rows = scores.index_select(0, idx.to(scores.device)).to(device, dtype)
         state.alpha[idx] = _exact_alpha(s_rows, state.beta + state.log_v, inv_eps, floor)
-        if state.cache is not None:
-            state.stale = True
     if row_update:
         torch.sub(state.alpha, r_all.log(), out=state.alpha_next)
     return _all_reduce(c, torch.distributed.ReduceOp.SUM, distributed)
@@ -362,7 +444,7 @@ def column_update(scores: torch.Tensor, state: SinkhornState, a: torch.Tensor, l
     distributed : bool
         All-reduce the repair across ranks.
     """
-    _, _, _, col_lo = _limits(dtype)
+    col_lo = _limits(dtype, cached=state.cache is not None)[3] * _ZERO_SLACK
     log_c = c.log()
     tiny = ~(c > col_lo * mass)
     if bool(tiny.any()):
@@ -563,7 +645,7 @@ class SinkhornGPU(BaseSolver):
         state = SinkhornState(beta=torch.zeros(k, dtype=dtype, device=device),
                               log_v=torch.zeros(k, dtype=dtype, device=device),
                               alpha=alpha, alpha_next=alpha.clone(),
-                              cache=[None] * math.ceil(n / block) if cache else None)
+                              cache=[] if cache else None)
         args = dict(inv_eps=inv_eps, block_size=block, device=device, dtype=dtype)
 
         def col_update(c):
