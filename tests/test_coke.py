@@ -185,6 +185,46 @@ def test_paper_step_size_oscillates_for_small_k_and_says_so():
     assert np.mean(res.errors) > 0.3  # on average a third or more of the labels change per epoch
 
 
+def test_default_step_size_keeps_the_papers_per_step_dual_move():
+    # paper: eta = 20 with K = 3000/4000/5000, so one step moves rho_k by <= 20 * 0.4 / 3000
+    cfg = CoKe()
+    assert cfg.eta is None
+    assert cfg.dual_step_size(3000) == 20.0 and cfg.dual_step_size(5000) == 20.0
+    assert cfg.dual_step_size(10) == pytest.approx(20.0 * 10 / 3000, rel=1e-15)
+    assert cfg.dual_step_size(300) * cfg.gamma / 300 == pytest.approx(20.0 * 0.4 / 3000, rel=1e-12)
+    assert CoKe(eta=0.5).dual_step_size(10) == 0.5 and CoKe(eta=20.0).dual_step_size(3) == 20.0
+    # the online step uses it: one batch by hand with K = 3 (eta = 0.02)
+    eye = torch.eye(3, dtype=torch.float64)
+    run = cfg.online(10, 3, 3, dtype=torch.float64, init_centroids=eye)
+    x = torch.tensor([[2.0, 0.1, 0.0], [1.0, 0.0, 0.3], [1.0, -0.2, 0.1], [0.0, 3.0, 0.0]], dtype=torch.float64)
+    run.partial_fit(x, torch.tensor([4, 7, 1, 9]))
+    eta = 20.0 * 3 / 3000
+    expected = [max(0.0, -eta * n / 4 + eta * 0.4 / 3) for n in (3, 1, 0)]
+    np.testing.assert_allclose(run.state.rho.numpy(), expected, rtol=0, atol=1e-15)
+
+
+def test_default_step_size_clusters_digits_like_kmeans_where_eta_20_collapses():
+    # sklearn's 1,797 digits (pixels / 16), K = 10, 30 epochs of B = 256: with eta = 20 a step
+    # moves rho by 0.8, every batch lands in one cluster; the default (0.067) tracks k-means.
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_digits
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    problem = Problem(features=x, n_clusters=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", assignsolve.NotConvergedWarning)
+        default = CoKe(seed=0)(problem)
+        paper = CoKe(eta=20.0, seed=0)(problem)
+    reference = KMeans(10, n_init=1, random_state=0).fit(x / np.linalg.norm(x, axis=1, keepdims=True)).labels_
+    assert nmi(digits.target, reference) > 0.6
+    assert nmi(digits.target, default.labels) > nmi(digits.target, reference) - 0.05
+    assert nmi(digits.target, paper.labels) < 0.1
+    assert np.bincount(paper.labels, minlength=10).min() == 0  # clusters left empty
+    assert np.bincount(default.labels, minlength=10).min() >= 0.4 * 1797 / 10 - 0.01 * 1797
+
+
 # ----------------------------------------------------------------- online state
 def _feed(run: OnlineCoke, x: torch.Tensor, epochs: int, seed: int, batch: int = 16) -> list:
     gen = torch.Generator().manual_seed(seed)
