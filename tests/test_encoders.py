@@ -159,6 +159,50 @@ def test_projection_head():
         head(torch.randn(5, 31))
 
 
+def test_projection_head_output_batchnorm_spreads_rows():
+    # CoKe's projection ends in BatchNorm1d: in training mode the pre-normalisation output of a
+    # batch has per-coordinate mean 0 and (biased) variance 1 (fresh BN: weight 1, bias 0).
+    torch.manual_seed(0)
+    head = ProjectionHead(32, 16, 8, out_bn=True)
+    h = torch.randn(64, 32).abs() + 3.0  # all-positive inputs, like pooled post-ReLU features
+    pre = head.net(h)
+    torch.testing.assert_close(pre.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pre.var(0, unbiased=False), torch.ones(8), atol=1e-3, rtol=0)
+    z = head(h)
+    torch.testing.assert_close(z, pre / pre.norm(dim=1, keepdim=True))
+    # centred coordinates: the batch's mean pairwise cosine is about 0, below the same head's
+    # without the output BN (0.22 on this input)
+    plain = ProjectionHead(32, 16, 8)
+    plain.load_state_dict({k: v for k, v in head.state_dict().items() if not k.startswith("net.4")})
+    zp = plain(h)
+    assert abs(float((z @ z.T).mean())) < 0.05 < float((zp @ zp.T).mean())
+    # the option adds one BN(8) and leaves the state-dict keys of out_bn=False unchanged
+    assert n_params(head) == n_params(plain) + 2 * 8
+    assert list(ProjectionHead(32, 16, 8).state_dict()) == [
+        "net.0.weight", "net.0.bias", "net.1.weight", "net.1.bias", "net.1.running_mean",
+        "net.1.running_var", "net.1.num_batches_tracked", "net.3.weight", "net.3.bias"]
+    linear_bn = ProjectionHead(32, 0, 8, out_bn=True)
+    assert [type(m) for m in linear_bn.net] == [nn.Linear, nn.BatchNorm1d]
+
+
+def test_cluster_heads_input_batchnorm_is_one_standardisation():
+    torch.manual_seed(0)
+    heads = ClusterHeads(16, n_clusters=10, n_heads=2, overcluster=30, input_bn=True)
+    for layer in (*heads.heads, *heads.overcluster_heads):
+        layer.reset_parameters()  # larger weights than the N(0, 0.01) top-layer draw
+    h = torch.randn(32, 16).abs() * 2 + 5.0
+    main, over = heads.all_logits(h)
+    # hand formula: (h - mean) / sqrt(biased var + eps), then each Linear
+    hs = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + heads.input_norm.eps)
+    for layer, out in zip([*heads.heads, *heads.overcluster_heads], [*main, *over]):
+        torch.testing.assert_close(out, hs @ layer.weight.T + layer.bias, atol=1e-5, rtol=1e-5)
+    assert int(heads.input_norm.num_batches_tracked) == 1  # normalised once for all heads
+    assert not any(p.requires_grad for p in heads.input_norm.parameters())  # non-affine
+    heads.eval()  # evaluation uses the tracked statistics, not the batch's
+    torch.testing.assert_close(heads(h)[0], heads.heads[0](heads.input_norm(h)))
+    assert isinstance(ClusterHeads(16, 10).input_norm, nn.Identity)
+
+
 def test_cluster_heads_shapes_and_reset():
     torch.manual_seed(0)
     heads = ClusterHeads(16, n_clusters=10, n_heads=3, overcluster=70)
