@@ -106,8 +106,8 @@ class TrainConfig:
     overcluster: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
     epochs: int = attrs.field(default=30, validator=_at_least(1))
     batch_size: int = attrs.field(default=256, validator=_at_least(2))
-    optimizer: str = attrs.field(default="adam", validator=_choice(("adam", "sgd")))
-    lr: float = attrs.field(default=1e-3, validator=_at_least(0))
+    optimizer: str | None = attrs.field(default=None, validator=attrs.validators.optional(_choice(("adam", "sgd"))))
+    lr: float | None = attrs.field(default=None, validator=_at_least(0, optional=True))
     momentum: float = attrs.field(default=0.9, validator=_at_least(0))
     weight_decay: float = attrs.field(default=1e-5, validator=_at_least(0))
     relabel_every: int = attrs.field(default=1, validator=_at_least(1))
@@ -115,7 +115,7 @@ class TrainConfig:
     queue_size: int = attrs.field(default=0, validator=_at_least(0))
     proj_dim: int = attrs.field(default=128, validator=_at_least(1))
     hidden_dim: int = attrs.field(default=512, validator=_at_least(0))
-    pca_dim: int = attrs.field(default=256, validator=_at_least(1))
+    pca_dim: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     iic_lamb: float = attrs.field(default=1.0, validator=_at_least(1e-6))
     amdim_weight: float = attrs.field(default=0.0, validator=_at_least(0))
     amdim_clip: float = attrs.field(default=20.0, validator=_at_least(1e-6))
@@ -135,6 +135,32 @@ class TrainConfig:
     def recipe(self) -> str:
         return self.method or default_method(self.solver)
 
+    @property
+    def optimizer_lr(self) -> tuple[str, float]:
+        """(optimizer, lr): the flags when given, else the recipe's optimiser and its learning rate."""
+        name = self.optimizer or RECIPE_OPTIMIZER.get(self.recipe, "adam")
+        return name, self.lr if self.lr is not None else DEFAULT_LR[name]
+
+
+#: Optimiser and learning rate when --optimizer/--lr are not given. DeepCluster (Caron et al.
+#: 2018, Sec. 4): SGD, lr 0.05, momentum 0.9; with Adam, every epoch's fresh top layer sends
+#: near-zero but Adam-normalised (so full-size) updates into the encoder, which drifts
+#: (measured on digits: pseudo-label NMI 0.78 -> 0.77 with Adam, -> 0.83 with SGD; docs/training.md).
+RECIPE_OPTIMIZER = {"deepcluster": "sgd"}
+DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
+
+
+def deepcluster_pca_dim(feat_dim: int, n_clusters: int, n_samples: int) -> int:
+    """DeepCluster's PCA-whitening dimension for features of width ``feat_dim``.
+
+    DeepCluster keeps 256 of AlexNet's 4096 dimensions. Whitening *every* dimension of a narrow
+    encoder (the 256-d ``cnn``) blows its near-constant directions up to unit variance and buries
+    the cluster structure the training concentrates in a few (measured on digits: NMI 0.37-0.48
+    after training at 256 of 256, 0.83-0.88 at 32). So: 256, at most ``feat_dim // 8``, but never
+    fewer than K (K class means span K - 1 dimensions), and at most ``feat_dim`` and ``N - 1``.
+    """
+    return max(1, min(256, max(n_clusters, feat_dim // 8), feat_dim, n_samples - 1))
+
 
 def default_method(solver: str) -> str:
     """Recipe used when ``--method`` is not given: the solver's own paper, else SeLa/DeepCluster."""
@@ -150,7 +176,7 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("data", str, "SOURCE", "'digits' (bundled 8x8 digits), an ImageFolder directory, a CIFAR-10 "
      "python batch directory, or a .npy/.npz/.pt file of images [N,C,H,W] or features [N,D]"),
     ("image_size", int, "PX", "resize ImageFolder images to PX x PX (default: the first image's size)"),
-    ("limit", int, "N", "train on a random subset of N samples (seeded; for quick checks)"),
+    ("limit", int, "N", "train on a random subset of N samples (seeded; for quick checks; default: all)"),
     ("encoder", str, "NAME", "registered encoder (see 'assignsolve encoders'): cnn, mlp, resnet18, resnet50, timm:..."),
     ("encoder_opt", "kv", "KEY=VALUE", "encoder option, repeatable (e.g. width=32, cifar_stem=true)"),
     ("solver", str, "NAME", "registered solver, by name (see 'assignsolve solvers'); third-party plugins work too"),
@@ -163,16 +189,18 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("overcluster", int, "K2", "clusters of IIC's over-clustering head (default 5K; iic only)"),
     ("epochs", int, "E", "number of epochs"),
     ("batch_size", int, "B", "mini-batch size per process"),
-    ("optimizer", str, "NAME", "adam or sgd"),
-    ("lr", float, "LR", "learning rate"),
+    ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster, as the paper; adam otherwise)"),
+    ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam)"),
     ("momentum", float, "M", "SGD momentum"),
     ("weight_decay", float, "WD", "weight decay"),
-    ("relabel_every", int, "E", "SeLa: solve for new pseudo-labels every E epochs"),
+    ("relabel_every", int, "E", "SeLa, DeepCluster: solve for new pseudo-labels every E epochs (DeepCluster's "
+     "--reassign; a fresh top layer with each)"),
     ("temperature", float, "T", "softmax temperature of SwAV's swapped prediction and CoKe's classifier"),
     ("queue_size", int, "Q", "SwAV: queue of the last Q embeddings added to the solver's problem (0: none)"),
     ("proj_dim", int, "D", "projection / prototype dimension (SwAV, CoKe, AMDIM)"),
     ("hidden_dim", int, "D", "hidden width of the projection MLP (0: linear)"),
-    ("pca_dim", int, "D", "DeepCluster: PCA-whitening dimension before the solver"),
+    ("pca_dim", int, "D", "DeepCluster: PCA-whitening dimension before the solver (default: 256, at most "
+     "feature width / 8, at least K)"),
     ("iic_lamb", float, "L", "IIC: entropy weight lambda of the MI loss (1 = plain MI)"),
     ("amdim_weight", float, "W", "weight of the AMDIM multiscale NCE term added to the recipe's loss "
      "(with --method amdim: 1 when not given)"),
@@ -202,15 +230,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         default = defaults[name]
         shown = default.factory() if isinstance(default, attrs.Factory) else default
+        help_suffix = "" if shown is None else f" (default: {shown})"  # None: help_ says how it resolves
         if typ is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=f"{help_} (default: {shown})")
+                                default=argparse.SUPPRESS, help=help_ + help_suffix)
         elif typ == "kv":
             parser.add_argument(flag, dest=name, action="append", metavar=metavar,
                                 default=argparse.SUPPRESS, help=help_)
         else:
             parser.add_argument(flag, dest=name, type=typ, metavar=metavar,
-                                default=argparse.SUPPRESS, help=f"{help_} (default: {shown})")
+                                default=argparse.SUPPRESS, help=help_ + help_suffix)
 
 
 def _parse_value(text: str):
@@ -402,8 +431,8 @@ class Model(nn.Module):
 
     Keys: ``feat`` [B, F] always; ``logits`` (list of [B, K]) and ``over`` (IIC) from
     :class:`ClusterHeads`; ``z`` [B, d] (unit rows) from :class:`ProjectionHead`; ``proto``
-    [B, K] from :class:`Prototypes`; ``amdim`` (global [B, d], locals [B, d, H, W] coarsest
-    first) when the AMDIM term is on.
+    [B, K] from :class:`Prototypes`; ``pred`` [B, d] (CoKe's predictor on ``z``); ``amdim``
+    (global [B, d], locals [B, d, H, W] coarsest first) when the AMDIM term is on.
     """
 
     def __init__(self, encoder: nn.Module, heads: nn.ModuleDict, local_maps: LocalMaps | None):
@@ -417,13 +446,15 @@ class Model(nn.Module):
         out = {"feat": feat}
         h = self.heads
         if "cluster" in h:
-            out["logits"] = h["cluster"](feat)
+            out["logits"], over = h["cluster"].all_logits(feat)
             if h["cluster"].overcluster is not None:
-                out["over"] = h["cluster"].overcluster_logits(feat)
+                out["over"] = over
         if "proj" in h:
             out["z"] = h["proj"](feat)
             if "proto" in h:
                 out["proto"] = h["proto"](out["z"])
+            if "pred" in h:
+                out["pred"] = h["pred"](out["z"])
         if self._local is not None:
             maps = self._local.pop()
             if with_amdim:
@@ -626,7 +657,8 @@ class DeepCluster(Recipe):
     def _problem(self, feats: torch.Tensor, epoch: int) -> Problem:
         from assignsolve_plugins.kmeans import preprocess_features
 
-        dim = min(self.cfg.pca_dim, feats.shape[1], feats.shape[0] - 1)
+        n, width = feats.shape
+        dim = min(self.cfg.pca_dim, width, n - 1) if self.cfg.pca_dim else deepcluster_pca_dim(width, self.k, n)
         x = preprocess_features(feats.float(), pca_dim=dim)
         if self.assign.needs in ("features", "scores_or_features"):
             return Problem(features=x, n_clusters=self.k)
@@ -643,11 +675,12 @@ class DeepCluster(Recipe):
         return Problem.from_features(x, cent, metric="cosine")
 
     def start_epoch(self, ctx, epoch):
-        outs = ctx.all_outputs()
-        self.labels = torch.as_tensor(self.assign(self._problem(outs["feat"], epoch)).labels).to(self.device)
-        ctx.reset_head("cluster")  # fresh top layer, as DeepCluster re-creates it every epoch
         from .sampling import uniform_label_indices
 
+        if self.labels is None or epoch % self.cfg.relabel_every == 0:  # DeepCluster's --reassign
+            outs = ctx.all_outputs()
+            self.labels = torch.as_tensor(self.assign(self._problem(outs["feat"], epoch)).labels).to(self.device)
+            ctx.reset_head("cluster")  # fresh top layer with every new clustering, as DeepCluster
         self._order = uniform_label_indices(self.labels.cpu(), self.n, _epoch_generator(self.cfg.seed, epoch, 2))
 
     def order(self, epoch):
@@ -779,7 +812,11 @@ class CoKeRecipe(Recipe):
     """Qian et al., CVPR 2022: online assignment per batch, CE against previous-epoch targets."""
 
     def build_heads(self):
-        return {"proj": ProjectionHead(self.feat_dim, self.cfg.hidden_dim, self.cfg.proj_dim)}
+        # as idstcv/CoKe: the projection ends in BatchNorm (unit rows spread over the sphere, so
+        # the dual variables compete with real score differences); a predictor MLP on top
+        d = self.cfg.proj_dim
+        return {"proj": ProjectionHead(self.feat_dim, self.cfg.hidden_dim, d, out_bn=True),
+                "pred": ProjectionHead(d, self.cfg.hidden_dim, d)}
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -798,7 +835,8 @@ class CoKeRecipe(Recipe):
                 self.assign.calls += 1
             self.bank.partial_fit(z_all, idx_all)
             y = self.bank.targets(idx.to(self.device))
-        logits = self.bank.logits(z.float(), self.cfg.temperature)
+        # the predictor's view is trained (the published run: --coke-beta 1)
+        logits = self.bank.logits(out1["pred"].float(), self.cfg.temperature)
         return F.cross_entropy(logits, y), y
 
     def end_epoch(self, ctx, epoch):
@@ -811,7 +849,7 @@ class CoKeRecipe(Recipe):
         return Problem.from_features(z, self.bank.centres.float(), metric="cosine")
 
     def head_labels(self, outputs):
-        return self.bank.logits(outputs["z"]).argmax(1)
+        return self.bank.logits(outputs["pred"]).argmax(1)
 
     def state_dict(self):
         return {"bank": self.bank.state_dict()}
@@ -827,7 +865,7 @@ class IICRecipe(Recipe):
 
     def build_heads(self):
         heads = ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads or 5,
-                             overcluster=self.cfg.overcluster or 5 * self.k)
+                             overcluster=self.cfg.overcluster or 5 * self.k, input_bn=True)
         # PyTorch's default Linear init, as IIC's heads: with DeepCluster's N(0, 0.01^2) init every
         # softmax starts uniform, where the MI and its gradient vanish (the run stalls collapsed).
         for layer in [*heads.heads, *heads.overcluster_heads]:
@@ -1070,10 +1108,11 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=recipe_name == "amdim")
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer_name, lr = cfg.optimizer_lr
+    if optimizer_name == "adam":
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
     else:
-        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
     augment = TwoViews(input_shape, strength=cfg.augment, device=device)
     ctx = Context(cfg, d, device, data, model, ddp_model, optimizer, scaler, recipe, assigner, augment)
@@ -1107,7 +1146,8 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         if d.main:
             print(f"epoch 0 (random encoder): {_fmt(base)}", file=sys.stderr)
             (out / "config.json").write_text(json.dumps({**attrs.asdict(cfg), "recipe": recipe_name,
-                                                         "n_clusters_used": k}, indent=2))
+                                                         "n_clusters_used": k, "optimizer_used": optimizer_name,
+                                                         "lr_used": lr}, indent=2))
 
     # ---------------------------------------------------------------- phase 4: epochs
     from tqdm.auto import tqdm

@@ -15,7 +15,9 @@ import torch
 import assignsolve
 from assignsolve import cli
 from assignsolve.errors import MissingDependencyError
-from assignsolve.train import TrainConfig, TrainError, config_from_args, default_method, run
+from assignsolve.train import (
+    Assigner, DeepCluster, Dist, TrainConfig, TrainError, config_from_args, deepcluster_pca_dim, default_method, run,
+)
 
 BUILTIN_SOLVERS = ["lp", "sinkhorn-pot", "sinkhorn-gpu", "kmeans", "coke", "iic"]
 TINY = dict(limit=96, batch_size=32, epochs=1, encoder_opt={"width": 8}, hidden_dim=32, proj_dim=16,
@@ -103,6 +105,49 @@ def test_resume_of_deepcluster_and_coke_state(tmp_path):
         assert full["loss"] == resumed["loss"] and full["pl_acc"] == resumed["pl_acc"], solver
 
 
+def test_recipe_picks_the_papers_optimizer_unless_flags_say_otherwise(tmp_path):
+    assert TrainConfig(solver="kmeans").optimizer_lr == ("sgd", 0.05)  # DeepCluster: SGD, lr 0.05
+    assert TrainConfig(solver="sinkhorn-gpu").optimizer_lr == ("adam", 1e-3)
+    assert TrainConfig(solver="coke").optimizer_lr == ("adam", 1e-3)
+    assert TrainConfig(solver="kmeans", optimizer="adam").optimizer_lr == ("adam", 1e-3)
+    assert TrainConfig(solver="kmeans", lr=0.2).optimizer_lr == ("sgd", 0.2)
+    assert TrainConfig(solver="lp", method="deepcluster").optimizer_lr == ("sgd", 0.05)
+    with pytest.raises(TrainError, match="optimizer: expected one of"):
+        TrainConfig(optimizer="lamb")
+    _run(tmp_path, solver="kmeans", limit=40)
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (cfg["optimizer"], cfg["optimizer_used"], cfg["lr_used"]) == (None, "sgd", 0.05)
+    group = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"][0]
+    assert group["lr"] == 0.05 and group["momentum"] == 0.9 and "betas" not in group
+
+
+def test_deepcluster_pca_dimension():
+    # 256 of AlexNet's 4096 in the paper; here at most feat_dim // 8, at least K, at most D and N - 1
+    assert deepcluster_pca_dim(4096, 10000, 10**6) == 256
+    assert deepcluster_pca_dim(2048, 1000, 10**6) == 256   # resnet50
+    assert deepcluster_pca_dim(512, 10, 10**5) == 64       # resnet18
+    assert deepcluster_pca_dim(256, 10, 1797) == 32        # default cnn on digits
+    assert deepcluster_pca_dim(64, 10, 600) == 10          # never fewer than K
+    assert deepcluster_pca_dim(64, 100, 10**4) == 64       # never more than the width
+    assert deepcluster_pca_dim(256, 10, 20) == 19          # PCA of N points has N - 1 components
+    cfg = TrainConfig(solver="kmeans")
+    recipe = DeepCluster(cfg, 10, 300, 256, Assigner(cfg, "deepcluster"), Dist(), torch.device("cpu"))
+    feats = torch.randn(300, 256)
+    assert recipe._problem(feats, 0).features.shape == (300, 32)
+    cfg = TrainConfig(solver="kmeans", pca_dim=16)
+    recipe = DeepCluster(cfg, 10, 300, 256, Assigner(cfg, "deepcluster"), Dist(), torch.device("cpu"))
+    assert recipe._problem(feats, 0).features.shape == (300, 16)
+
+
+def test_deepcluster_relabels_every_e_epochs(tmp_path):
+    # solver_calls is logged before the epoch's own evaluation: after 3 epochs it counts the
+    # baseline and 2 evaluations, plus one whole-dataset clustering per relabelling
+    every_epoch = _run(tmp_path / "a", solver="kmeans", epochs=3, limit=64)
+    every_second = _run(tmp_path / "b", solver="kmeans", epochs=3, limit=64, relabel_every=2)
+    assert every_epoch["solver_calls"] == 1 + 2 + 3
+    assert every_second["solver_calls"] == 1 + 2 + 2  # clustered before epochs 1 and 3 only
+
+
 def test_resume_without_checkpoint_or_with_other_solver_is_an_error(tmp_path):
     with pytest.raises(TrainError, match="expected a checkpoint at"):
         _run(tmp_path, resume=True, solver="kmeans")
@@ -178,15 +223,18 @@ def test_cli_run_end_to_end_writes_outputs(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------- quality
-# One quick digits check per family: the trained encoder beats the random-encoder baseline
-# (epoch 0 of the same run) and the pseudo-labels keep >= K/2 non-empty clusters.
-_NOT_YET = "does not beat the random CNN on digits yet (measured: docs/training.md); remove when fixed"
+# One quick digits check per family, each with its recipe defaults: the trained encoder's
+# pseudo-labels beat the random-encoder baseline (epoch 0 of the same run) by >= 0.1 NMI and
+# >= 0.05 Hungarian accuracy, with >= K/2 non-empty clusters. Measured (600 digits, seed 0):
+# NMI swav 0.22->0.40, sela 0.26->0.45, deepcluster 0.55->0.73, coke 0.02->0.45, iic 0.00->0.39.
+# DeepCluster re-creates its top layer with every clustering, which needs more than the 4 steps
+# of a 600/128 epoch to fit (batch 32: 19 steps); IIC's MI objective needs a few hundred steps.
 QUALITY = [
     ("swav", "sinkhorn-pot", {}),
     ("sela", "sinkhorn-pot", {}),
-    pytest.param("deepcluster", "kmeans", {}, marks=pytest.mark.xfail(strict=True, reason=_NOT_YET)),
-    pytest.param("coke", "coke", {}, marks=pytest.mark.xfail(strict=True, reason=_NOT_YET)),
-    pytest.param("iic", "iic", {}, marks=pytest.mark.xfail(strict=True, reason=_NOT_YET)),
+    ("deepcluster", "kmeans", {"batch_size": 32}),
+    ("coke", "coke", {}),
+    ("iic", "iic", {"batch_size": 64, "epochs": 20, "eval_every": 20, "encoder_opt": {"width": 32}}),
 ]
 
 
@@ -198,4 +246,5 @@ def test_training_beats_the_random_encoder_on_digits(tmp_path, method, solver, e
     result = _run(tmp_path, solver=solver, method=method, **{**cfg, **extra})
     base = result["history"][0]
     assert result["pl_nonempty"] >= 5
-    assert result["pl_nmi"] > base["pl_nmi"] + 0.02, (base["pl_nmi"], result["pl_nmi"])
+    assert result["pl_nmi"] > base["pl_nmi"] + 0.1, (base["pl_nmi"], result["pl_nmi"])
+    assert result["pl_acc"] > base["pl_acc"] + 0.05, (base["pl_acc"], result["pl_acc"])
