@@ -49,13 +49,35 @@ def load_digits(kind: str = "pixels") -> tuple[np.ndarray, np.ndarray]:
     return x, data.target.astype(np.int64)
 
 
-def _from_mapping(obj, path: Path) -> tuple[object, object]:
-    keys = list(obj.keys())
-    for key in ("features", "x", "embeddings"):
+_FEATURE_KEYS = ("features", "x", "embeddings")
+_ARRAY_KEYS = ("images", "x", "features", "data", "embeddings")
+_LABEL_KEYS = ("labels", "y", "targets")
+
+
+def _array_from_mapping(obj, path: Path, keys: tuple[str, ...]) -> tuple[object, object]:
+    for key in keys:
         if key in obj:
-            labels = next((obj[k] for k in ("labels", "y", "targets") if k in obj), None)
-            return obj[key], labels
-    raise ValueError(f"{path}: expected a key 'features' (or 'x', 'embeddings'), found keys {keys}")
+            return obj[key], next((obj[k] for k in _LABEL_KEYS if k in obj), None)
+    raise ValueError(f"{path}: expected a key among {list(keys)}, found keys {list(obj.keys())}")
+
+
+def _read_array_file(path: Path, keys: tuple[str, ...], expected: str) -> tuple[object, object]:
+    """(array, labels or None) from a ``.npy``, ``.npz`` or ``.pt`` file; ``keys`` name the array
+    in a dict (the first present wins), labels under 'labels', 'y' or 'targets'. ``expected`` opens
+    the error for any other suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False), None
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return _array_from_mapping(dict(z), path, keys)
+    if suffix in (".pt", ".pth"):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"{path}: expected a tensor or a dict of tensors saved with torch.save ({exc})") from None
+        return _array_from_mapping(obj, path, keys) if isinstance(obj, dict) else (obj, None)
+    raise ValueError(f"{expected}, found {str(path)!r}")
 
 
 def _as_numpy(value, what: str) -> np.ndarray:
@@ -77,17 +99,7 @@ def load_features(source: str | Path, labels: str | Path | None = None) -> Featu
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"features: no such file {str(path)!r} (expected a .npy, .npz or .pt file, or 'digits')")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        x, y = np.load(path, allow_pickle=False), None
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            x, y = _from_mapping(dict(z), path)
-    elif suffix in (".pt", ".pth"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        x, y = _from_mapping(obj, path) if isinstance(obj, dict) else (obj, None)
-    else:
-        raise ValueError(f"features: expected a .npy, .npz or .pt file, found {str(path)!r}")
+    x, y = _read_array_file(path, _FEATURE_KEYS, "features: expected a .npy, .npz or .pt file")
     x = _as_numpy(x, "features")
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"{path}: expected a numeric [N, D] array, found shape {x.shape} dtype {x.dtype}")
@@ -117,8 +129,6 @@ def _check_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
 
 # ====================================================================== tensors for training
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-_ARRAY_KEYS = ("images", "x", "features", "data", "embeddings")
-_LABEL_KEYS = ("labels", "y", "targets")
 _CIFAR_TRAIN = re.compile(r"data_batch_(\d+)$")
 
 
@@ -330,29 +340,8 @@ def _load_image_folder(root: Path, image_size: int | None) -> TensorData:
 
 
 # ---------------------------------------------------------------- array files
-def _array_from_mapping(obj, path: Path):
-    keys = list(obj.keys())
-    for key in _ARRAY_KEYS:
-        if key in obj:
-            return obj[key], next((obj[k] for k in _LABEL_KEYS if k in obj), None)
-    raise ValueError(f"{path}: expected a key among {list(_ARRAY_KEYS)}, found keys {keys}")
-
-
 def _load_tensor_file(path: Path) -> TensorData:
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        x, y = np.load(path, allow_pickle=False), None
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            x, y = _array_from_mapping(dict(z), path)
-    elif suffix in (".pt", ".pth"):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{path}: expected a tensor or a dict of tensors saved with torch.save ({exc})") from None
-        x, y = _array_from_mapping(obj, path) if isinstance(obj, dict) else (obj, None)
-    else:
-        raise ValueError(f"dataset: expected 'digits', a directory, or a .npy, .npz or .pt file, found {str(path)!r}")
+    x, y = _read_array_file(path, _ARRAY_KEYS, "dataset: expected 'digits', a directory, or a .npy, .npz or .pt file")
     x = torch.as_tensor(_as_numpy(x, "x")) if not isinstance(x, torch.Tensor) else x.detach().cpu()
     x = _to_float_images_or_features(x, path)
     if y is not None:

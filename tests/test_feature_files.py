@@ -46,5 +46,8 @@ def test_feature_file_errors(tmp_path):
     with pytest.raises(ValueError, match=r"expected integer labels of shape \(4,\)"):
         load_features(tmp_path / "f.npy", labels=tmp_path / "y.npy")
     np.savez(tmp_path / "bad.npz", data=np.zeros((4, 2)))
-    with pytest.raises(ValueError, match="expected a key 'features'"):
+    with pytest.raises(ValueError, match=r"expected a key among \['features', 'x', 'embeddings'\], found keys \['data'\]"):
         load_features(tmp_path / "bad.npz")
+    (tmp_path / "broken.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="broken.pt: expected a tensor or a dict of tensors saved with torch.save"):
+        load_features(tmp_path / "broken.pt")
