@@ -157,8 +157,8 @@ def deepcluster_pca_dim(feat_dim: int, n_clusters: int, n_samples: int) -> int:
     encoder (the 256-d ``cnn``) blows its near-constant directions up to unit variance and buries
     the cluster structure the training concentrates in a few (measured on digits, 30 epochs:
     NMI 0.79 -> 0.48 at 256 of 256, 0.76-0.78 -> 0.83-0.88 at 32 over three seeds; table in
-    docs/training.md). So: 256, at most ``feat_dim // 8``, but never
-    fewer than K (K class means span K - 1 dimensions), and at most ``feat_dim`` and ``N - 1``.
+    docs/training.md). So: 256, at most ``feat_dim // 8``, but never fewer than K (K class means
+    span K - 1 dimensions), and at most ``feat_dim`` and ``N - 1``.
     """
     return max(1, min(256, max(n_clusters, feat_dim // 8), feat_dim, n_samples - 1))
 
@@ -659,7 +659,10 @@ class DeepCluster(Recipe):
         from assignsolve_plugins.kmeans import preprocess_features
 
         n, width = feats.shape
-        dim = min(self.cfg.pca_dim, width, n - 1) if self.cfg.pca_dim else deepcluster_pca_dim(width, self.k, n)
+        if self.cfg.pca_dim is not None:
+            dim = min(self.cfg.pca_dim, width, n - 1)
+        else:
+            dim = deepcluster_pca_dim(width, self.k, n)
         x = preprocess_features(feats.float(), pca_dim=dim)
         if self.assign.needs in ("features", "scores_or_features"):
             return Problem(features=x, n_clusters=self.k)
