@@ -137,18 +137,24 @@ class ClusterHeads(nn.Module):
             nn.init.normal_(layer.weight, mean=0.0, std=0.01)
             nn.init.zeros_(layer.bias)
 
+    def _head_input(self, h: torch.Tensor) -> torch.Tensor:
+        _check_features(h, self.in_dim, "ClusterHeads")
+        return self.input_norm(h)
+
     def forward(self, h: torch.Tensor) -> list[torch.Tensor]:
         """[B, in_dim] -> list of ``n_heads`` logits [B, n_clusters]."""
-        return self.all_logits(h)[0]
+        h = self._head_input(h)
+        return [head(h) for head in self.heads]
 
     def overcluster_logits(self, h: torch.Tensor) -> list[torch.Tensor]:
         """[B, in_dim] -> list of ``n_heads`` logits [B, overcluster] (empty when no over-clustering)."""
-        return self.all_logits(h)[1]
+        h = self._head_input(h)
+        return [head(h) for head in self.overcluster_heads]
 
     def all_logits(self, h: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Main and over-clustering logits from one pass of the input normalisation."""
-        _check_features(h, self.in_dim, "ClusterHeads")
-        h = self.input_norm(h)
+        """Main and over-clustering logits from one pass of the input normalisation (one update of
+        its running statistics per training step, however many heads read it)."""
+        h = self._head_input(h)
         return [head(h) for head in self.heads], [head(h) for head in self.overcluster_heads]
 
 
