@@ -10,9 +10,9 @@ IIC behind one interface::
 Solvers are plugins (entry-point group ``assignsolve``); see ``assignsolve solvers``.
 """
 
-from .arrays import Family
-from .assignment import Assignment
-from .errors import (
+from .core.arrays import Family
+from .core.assignment import Assignment
+from .core.errors import (
     AssignsolveError,
     DuplicateNameError,
     InvalidProblemError,
@@ -22,10 +22,10 @@ from .errors import (
     UnknownPluginError,
     UnknownSolverError,
 )
-from .hookspecs import hookimpl
-from .plugins import get_encoder, get_plugin_manager, get_solver, list_encoders, list_solvers
-from .problem import Problem
-from .solver import BaseSolver, Solver, solve
+from .registry.hookspecs import hookimpl
+from .registry.manager import get_encoder, get_plugin_manager, get_solver, list_encoders, list_solvers
+from .core.problem import Problem
+from .core.solver import BaseSolver, Solver, solve
 
 __version__ = "0.1.0"
 

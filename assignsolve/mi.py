@@ -23,7 +23,7 @@ Entries of :math:`P` and of its marginals below the machine epsilon of the dtype
 it before the logarithm (as ``IID_loss`` does), which keeps the loss and its gradient finite.
 The marginals are taken from the joint *before* clamping, as in the reference.
 
-These functions are used by the ``iic`` solver (``assignsolve_plugins.iic``) and as the
+These functions are used by the ``iic`` solver (the ``iic`` plugin) and as the
 training loss by the training loop; gradients flow through ``p1`` and ``p2``.
 
 References

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from .arrays import as_tensor
+from .core.arrays import as_tensor
 
 __all__ = ["UniformLabelSampler", "uniform_label_indices"]
 

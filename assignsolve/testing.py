@@ -30,9 +30,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .assignment import Assignment
-from .errors import InvalidProblemError, NotConvergedWarning
-from .problem import Problem
+from .core.assignment import Assignment
+from .core.errors import InvalidProblemError, NotConvergedWarning
+from .core.problem import Problem
 
 __all__ = ["CHECKS", "make_problem", "run_conformance"]
 

@@ -43,7 +43,8 @@ import torch.nn.functional as F
 
 import assignsolve
 from assignsolve import Assignment, BaseSolver, Problem
-from assignsolve.arrays import resolve_device, to_family
+from assignsolve.plugin import resolve_device, to_family
+from assignsolve.ops.centroids import coke_centre_step
 
 __all__ = [
     "CoKe",
@@ -112,43 +113,6 @@ def coke_dual_step(
     counts = torch.bincount(labels, minlength=rho.shape[0]).to(rho.dtype)
     rho = rho - eta * counts / labels.shape[0] + eta * lower
     return rho.clamp(min=0) if clip else rho
-
-
-@torch.no_grad()
-def coke_centre_step(
-    centres: torch.Tensor, counts: torch.Tensor, x: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Running-mean centre update, then renormalisation.
-
-    .. math:: c_k \leftarrow \frac{m_k c_k + \sum_{i: y_i = k} x_i}{m_k + n_k},\quad
-              c_k \leftarrow c_k / \|c_k\|,\quad m_k \leftarrow m_k + n_k
-
-    for every cluster with :math:`n_k > 0` in the batch (others unchanged). :math:`m_k` counts
-    the samples assigned to :math:`k` so far in the epoch (reset by ``end_epoch``), so the
-    first batch of an epoch replaces a centre by its batch mean.
-
-    Parameters
-    ----------
-    centres : torch.Tensor [K, D]
-    counts : torch.Tensor [K] int64
-        :math:`m_k`.
-    x : torch.Tensor [B, D]
-        L2-normalised features.
-    labels : torch.Tensor [B] int64
-
-    Returns
-    -------
-    centres : torch.Tensor [K, D]
-    counts : torch.Tensor [K] int64
-    """
-    k = centres.shape[0]
-    batch = torch.bincount(labels, minlength=k)
-    new_counts = counts + batch
-    sums = torch.zeros_like(centres).index_add_(0, labels, x)
-    denom = new_counts.clamp(min=1).to(centres.dtype)[:, None]
-    updated = F.normalize((centres * counts.to(centres.dtype)[:, None] + sums) / denom, dim=1)
-    touched = (batch > 0)[:, None]
-    return torch.where(touched, updated, centres), new_counts
 
 
 # ------------------------------------------------------------------------------ state
@@ -410,6 +374,7 @@ class CoKe(BaseSolver):
     needs: ClassVar[str] = "features"
     gpu: ClassVar[bool] = True
     requires_n_ge_k: ClassVar[bool] = False
+    default_recipe: ClassVar[str | None] = "coke"
 
     gamma: float = attrs.field(default=0.4)
     eta: float | None = attrs.field(default=None)

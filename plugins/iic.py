@@ -23,7 +23,7 @@ import torch
 
 import assignsolve
 from assignsolve import Assignment, BaseSolver, Problem
-from assignsolve.arrays import resolve_device, to_family
+from assignsolve.plugin import resolve_device, to_family
 from assignsolve.mi import iic_joint, mutual_information_of_joint
 
 __all__ = ["IIC", "iic_agreement"]
@@ -90,6 +90,7 @@ class IIC(BaseSolver):
     needs: ClassVar[str] = "scores"
     gpu: ClassVar[bool] = True
     requires_n_ge_k: ClassVar[bool] = False
+    default_recipe: ClassVar[str | None] = "iic"
 
     lamb: float = attrs.field(default=1.0)
     device: str | torch.device | None = attrs.field(default=None)

@@ -38,12 +38,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, NamedTuple
 
 import attrs
-import numpy as np
 import torch
 
 import assignsolve
-from assignsolve import Assignment, BaseSolver, InvalidProblemError, Problem
-from assignsolve.arrays import resolve_device, to_family
+from assignsolve import Assignment, BaseSolver, Problem
+from assignsolve.plugin import resolve_device, to_family
+from assignsolve.ops.centroids import init_kmeans_plusplus, init_random, update_centroids
+from assignsolve.ops.pca import apply_pca, fit_pca, preprocess_features
 
 __all__ = [
     "KMeans",
@@ -68,118 +69,6 @@ _INITS = ("random", "kmeans++")
 
 
 # --------------------------------------------------------------------------- preprocessing
-@torch.no_grad()
-def fit_pca(
-    x: torch.Tensor, pca_dim: int, whiten: bool = True, eps: float = 1e-5
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Fit a (whitening) PCA projection :math:`z = (x - \mu) P`.
-
-    With :math:`\Sigma = \frac1N \sum_i (x_i - \mu)(x_i - \mu)^\top = U \Lambda U^\top` (eigenvalues
-    in decreasing order), :math:`P = U_{:, :d}` and, when whitening,
-    :math:`P = U_{:, :d} (\Lambda_{:d} + \epsilon)^{-1/2}` so that :math:`\mathrm{Cov}(z) \approx I_d`.
-    This is ``faiss.PCAMatrix(D, d, eigen_power=-0.5)`` as DeepCluster uses it, with ``eps`` guarding
-    near-zero eigenvalues (faiss' ``PCAMatrix.epsilon``).
-
-    Parameters
-    ----------
-    x : torch.Tensor [N, D]
-        Features (any floating dtype; statistics are computed in float64).
-    pca_dim : int
-        Output dimension ``d``, ``1 <= d <= D``.
-    whiten : bool
-        Scale each principal direction by :math:`(\lambda + \epsilon)^{-1/2}`.
-    eps : float
-        Added to the eigenvalues before the inverse square root.
-
-    Returns
-    -------
-    mean : torch.Tensor [D]
-        :math:`\mu`, in ``x``'s dtype and device.
-    proj : torch.Tensor [D, d]
-        :math:`P`, in ``x``'s dtype and device.
-    """
-    n, dim = x.shape
-    if isinstance(pca_dim, bool) or not isinstance(pca_dim, int) or not 1 <= pca_dim <= dim:
-        raise InvalidProblemError(
-            f"pca_dim: expected an int in [1, D = {dim}] (features have {dim} columns), found {pca_dim!r}"
-        )
-    if eps < 0:
-        raise ValueError(f"eps: expected >= 0, found {eps}")
-    xd = x.to(torch.float64)
-    mean = xd.mean(dim=0)
-    xc = xd - mean
-    cov = xc.T @ xc / max(n, 1)
-    evals, evecs = torch.linalg.eigh(cov)  # ascending
-    evals = evals.flip(0)[:pca_dim].clamp_min(0.0)
-    proj = evecs.flip(1)[:, :pca_dim]
-    if whiten:
-        proj = proj * (evals + eps).rsqrt()[None, :]
-    return mean.to(x.dtype), proj.to(x.dtype)
-
-
-@torch.no_grad()
-def apply_pca(x: torch.Tensor, mean: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
-    r""":math:`z = (x - \mu) P`.
-
-    Parameters
-    ----------
-    x : torch.Tensor [M, D]
-    mean : torch.Tensor [D]
-    proj : torch.Tensor [D, d]
-
-    Returns
-    -------
-    torch.Tensor [M, d]
-    """
-    return (x - mean.to(x)) @ proj.to(x)
-
-
-@torch.no_grad()
-def preprocess_features(
-    x: torch.Tensor,
-    pca_dim: int | None = 256,
-    whiten: bool = True,
-    eps: float = 1e-5,
-    normalize: bool = True,
-) -> torch.Tensor:
-    r"""DeepCluster's feature preprocessing: PCA-whitening to ``pca_dim`` then L2 normalisation.
-
-    .. math:: z_i = \frac{(x_i - \mu) P}{\lVert (x_i - \mu) P \rVert_2}
-
-    with :math:`P` from :func:`fit_pca` (fitted on ``x`` itself, as DeepCluster does every epoch).
-    Caron et al. 2018, Sec. 3 / ``clustering.py: preprocess_features`` (``pca=256``).
-
-    Parameters
-    ----------
-    x : torch.Tensor or numpy.ndarray [N, D]
-        Features, on any device. Half precision is computed in float32. A numpy input gives a
-        numpy output.
-    pca_dim : int or None
-        Output dimension (256 in DeepCluster); ``None`` skips the PCA (normalisation only).
-    whiten : bool
-        Whiten the principal components (DeepCluster: yes).
-    eps : float
-        Eigenvalue regulariser of the whitening.
-    normalize : bool
-        L2-normalise the rows at the end (DeepCluster: yes).
-
-    Returns
-    -------
-    torch.Tensor or numpy.ndarray [N, pca_dim] (or [N, D] when ``pca_dim`` is None)
-        Same family and device as ``x``, float32 or float64.
-    """
-    was_numpy = isinstance(x, np.ndarray)
-    x = torch.from_numpy(np.ascontiguousarray(x)) if was_numpy else x
-    if x.ndim != 2:
-        raise InvalidProblemError(f"x: expected a 2-D array [N, D], found shape {tuple(x.shape)}")
-    if x.dtype not in (torch.float32, torch.float64):
-        x = x.float()
-    if pca_dim is not None:
-        mean, proj = fit_pca(x, pca_dim, whiten=whiten, eps=eps)
-        x = apply_pca(x, mean, proj)
-    if normalize:
-        x = torch.nn.functional.normalize(x, dim=1)
-    return x.numpy() if was_numpy else x
 
 
 # --------------------------------------------------------------------------- Lloyd steps
@@ -270,38 +159,6 @@ def assign_nearest(
 
 
 @torch.no_grad()
-def update_centroids(
-    x: torch.Tensor, labels: torch.Tensor, n_clusters: int, previous: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Cluster means :math:`c_k = \frac{1}{n_k}\sum_{i: y_i = k} x_i`, :math:`n_k = |\{i : y_i = k\}|`.
-
-    Parameters
-    ----------
-    x : torch.Tensor [N, D]
-    labels : torch.Tensor [N] int64
-        Values in ``[0, n_clusters)``.
-    n_clusters : int
-        ``K``.
-    previous : torch.Tensor [K, D], optional
-        Centroids kept for empty clusters (zeros, like faiss, when omitted); empty clusters are
-        then re-seeded by :func:`split_empty_clusters`.
-
-    Returns
-    -------
-    centroids : torch.Tensor [K, D]
-    counts : torch.Tensor [K]
-        :math:`n_k`, in ``x``'s dtype.
-    """
-    sums = torch.zeros((n_clusters, x.shape[1]), dtype=x.dtype, device=x.device)
-    sums.index_add_(0, labels, x)
-    counts = torch.bincount(labels, minlength=n_clusters).to(x.dtype)
-    centroids = sums / counts.clamp_min(1.0)[:, None]
-    if previous is not None:
-        centroids = torch.where((counts == 0)[:, None], previous, centroids)
-    return centroids, counts
-
-
-@torch.no_grad()
 def split_empty_clusters(
     centroids: torch.Tensor,
     counts: torch.Tensor,
@@ -363,79 +220,6 @@ def split_empty_clusters(
 
 
 # --------------------------------------------------------------------------- initialisation
-def init_random(x: torch.Tensor, n_clusters: int, generator: torch.Generator) -> torch.Tensor:
-    r"""``K`` distinct data points drawn uniformly without replacement (faiss' default init).
-
-    Parameters
-    ----------
-    x : torch.Tensor [N, D]
-    n_clusters : int
-        ``K <= N``.
-    generator : torch.Generator
-        CPU generator.
-
-    Returns
-    -------
-    torch.Tensor [K, D]
-    """
-    perm = torch.randperm(x.shape[0], generator=generator)[:n_clusters]
-    return x[perm.to(x.device)].clone()
-
-
-@torch.no_grad()
-def init_kmeans_plusplus(
-    x: torch.Tensor,
-    n_clusters: int,
-    generator: torch.Generator,
-    n_local_trials: int | None = None,
-) -> torch.Tensor:
-    r"""Greedy k-means++ seeding (Arthur & Vassilvitskii, "k-means++: the advantages of careful
-    seeding", SODA 2007).
-
-    The first centroid is a uniform data point; then, with
-    :math:`D(x) = \min_{c \in C} \lVert x - c\rVert`, draw ``n_local_trials`` candidates
-    :math:`x_i` with probability :math:`D(x_i)^2 / \sum_l D(x_l)^2` and keep the one that
-    minimises the potential :math:`\sum_l \min(D(x_l)^2, \lVert x_l - x_i\rVert^2)`.
-    ``n_local_trials=1`` is plain D²-sampling; the default :math:`2 + \lfloor\ln K\rfloor` is the
-    greedy variant suggested in the paper and used by scikit-learn (``_kmeans_plusplus``).
-    Cost: ``K`` passes over ``x``, each one ``[N, n_local_trials]`` GEMM.
-
-    Parameters
-    ----------
-    x : torch.Tensor [N, D]
-    n_clusters : int
-        ``K <= N``.
-    generator : torch.Generator
-        CPU generator (uniforms are drawn on CPU, so a seed gives the same draws on any device).
-    n_local_trials : int, optional
-        Candidates per step.
-
-    Returns
-    -------
-    torch.Tensor [K, D]
-    """
-    n = x.shape[0]
-    trials = n_local_trials if n_local_trials is not None else 2 + int(math.log(n_clusters))
-    x_sq = x.pow(2).sum(dim=1)
-    first = int(torch.randint(n, (1,), generator=generator))
-    centroids = torch.empty((n_clusters, x.shape[1]), dtype=x.dtype, device=x.device)
-    centroids[0] = x[first]
-    d2 = (x_sq - 2.0 * (x @ x[first]) + x_sq[first]).clamp_min_(0.0)
-    for j in range(1, n_clusters):
-        cum = torch.cumsum(d2.to(torch.float64), dim=0)
-        total = float(cum[-1])
-        u = torch.rand(trials, generator=generator, dtype=torch.float64)
-        if total > 0.0:
-            cand = torch.searchsorted(cum, (u * total).to(cum.device)).clamp_max_(n - 1)
-        else:  # every point coincides with a chosen centroid
-            cand = (u * n).long().clamp_max_(n - 1).to(x.device)
-        # [N, trials] squared distances to the candidates, then each candidate's potential.
-        dc = (x_sq[:, None] - 2.0 * (x @ x[cand].T) + x_sq[cand][None, :]).clamp_min_(0.0)
-        dc = torch.minimum(dc, d2[:, None])
-        best = int(torch.argmin(dc.to(torch.float64).sum(dim=0)))
-        centroids[j] = x[cand[best]]
-        d2 = dc[:, best].contiguous()
-    return centroids
 
 
 # --------------------------------------------------------------------------- Lloyd loop
@@ -580,6 +364,7 @@ class KMeans(BaseSolver):
     needs: ClassVar[str] = "features"
     gpu: ClassVar[bool] = True
     requires_n_ge_k: ClassVar[bool] = True
+    default_recipe: ClassVar[str | None] = "deepcluster"
 
     max_iter: int = 20
     tol: float = 1e-4

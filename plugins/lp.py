@@ -46,7 +46,7 @@ import torch
 
 import assignsolve
 from assignsolve import Assignment, AssignsolveError, BaseSolver, InvalidProblemError, Problem
-from assignsolve.errors import optional_import
+from assignsolve.plugin import optional_import
 
 __all__ = ["LPSolver", "LPSolution", "LPSolverError", "transport_lp", "bounded_assignment_lp"]
 
@@ -253,6 +253,7 @@ class LPSolver(BaseSolver):
     needs: ClassVar[str] = "scores"
     gpu: ClassVar[bool] = False
     requires_n_ge_k: ClassVar[bool] = False
+    default_recipe: ClassVar[str | None] = "sela"
 
     backend: str = "highs"
     tol: float = 1e-9

@@ -64,14 +64,14 @@ References: Cuturi (NeurIPS 2013); Asano, Rupprecht, Vedaldi (ICLR 2020) and
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import attrs
 import torch
 
 import assignsolve
 from assignsolve import Assignment, BaseSolver, Problem
-from assignsolve.arrays import resolve_device
+from assignsolve.plugin import resolve_device
 
 __all__ = ["SinkhornGPU", "SinkhornState", "sinkhorn_sweep", "column_logsumexp", "auto_block_size"]
 
@@ -551,10 +551,13 @@ class SinkhornGPU(BaseSolver):
         Unused (the algorithm is deterministic); accepted for a uniform vocabulary.
     """
 
-    name = "sinkhorn-gpu"
-    needs = "scores"
-    gpu = True
-    requires_n_ge_k = False
+    name: ClassVar[str] = "sinkhorn-gpu"
+    needs: ClassVar[str] = "scores"
+    gpu: ClassVar[bool] = True
+    requires_n_ge_k: ClassVar[bool] = False
+    default_recipe: ClassVar[str | None] = "swav"
+    #: the recipes' paper values (SeLa: lambda = 1/epsilon = 10; SwAV: epsilon 0.05)
+    recipe_options: ClassVar[dict] = {"sela": {"epsilon": 0.1}, "swav": {"epsilon": 0.05}}
 
     epsilon: float = 0.05
     tol: float | None = 1e-6

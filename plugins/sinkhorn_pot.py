@@ -42,8 +42,8 @@ import torch
 
 import assignsolve
 from assignsolve import Assignment, AssignsolveError, BaseSolver, Problem
-from assignsolve.arrays import resolve_device
-from assignsolve.errors import optional_import
+from assignsolve.plugin import resolve_device
+from assignsolve.plugin import optional_import
 
 __all__ = ["SinkhornPOT", "SinkhornNumericalError", "SinkhornPOTResult", "choose_method",
            "entropy", "sinkhorn_pot_plan"]
@@ -194,6 +194,9 @@ class SinkhornPOT(BaseSolver):
     needs: ClassVar[str] = "scores"
     gpu: ClassVar[bool] = True
     requires_n_ge_k: ClassVar[bool] = False
+    default_recipe: ClassVar[str | None] = "sela"
+    #: the recipes' paper values (SeLa: lambda = 1/epsilon = 10; SwAV: epsilon 0.05)
+    recipe_options: ClassVar[dict] = {"sela": {"epsilon": 0.1}, "swav": {"epsilon": 0.05}}
 
     epsilon: float = 0.05
     tol: float = 1e-6

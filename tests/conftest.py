@@ -40,6 +40,6 @@ def pytest_configure(config):
         sys.path.insert(0, target)
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [target, os.environ.get("PYTHONPATH")]))
     os.environ.pop("ASSIGNSOLVE_PLUGINS", None)
-    from assignsolve import plugins
+    from assignsolve.registry import manager as plugins
 
     plugins.reset()

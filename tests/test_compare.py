@@ -24,12 +24,12 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from assignsolve import plugins
+from assignsolve.registry import manager as plugins
 from assignsolve.compare import (
     CompareConfig, CompareError, centroid_update, compare, drop_nonfinite, init_centroids,
     kmeans_plusplus, marginal_error, parse_solver_opts, write_outputs,
 )
-from assignsolve.errors import UnknownSolverError
+from assignsolve.core.errors import UnknownSolverError
 
 GOOD = '''
 import math, os, time
@@ -418,8 +418,8 @@ def test_cli_npy_files_table_csv_json_labels_png(only, tmp_path, capsys):
 
 
 def test_cli_pt_with_labels_default_k_and_every_registered_solver(only, tmp_path, capsys):
-    """No --solvers: every registered solver runs, the third-party greedy-balanced included;
-    no --k: K is the number of label classes."""
+    """No --solvers: every registered solver runs, the built-ins (which always load) and the
+    third-party greedy-balanced included; no --k: K is the number of label classes."""
     only("greedy,testplug")
     x, y = blobs(n_per=25, k=4, d=3, seed=3)
     torch.save({"features": torch.from_numpy(x), "labels": torch.from_numpy(y)}, tmp_path / "f.pt")
@@ -428,8 +428,9 @@ def test_cli_pt_with_labels_default_k_and_every_registered_solver(only, tmp_path
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "o" / "results.json").read_text())
     assert report["info"]["k"] == 4
-    assert sorted(r["solver"] for r in report["rows"]) == [
-        "greedy-balanced", "test-argmax", "test-needs-n-ge-k", "test-softmax"]
+    assert sorted(r["solver"] for r in report["rows"]) == sorted([
+        "coke", "iic", "kmeans", "lp", "sinkhorn-gpu", "sinkhorn-pot",
+        "greedy-balanced", "test-argmax", "test-needs-n-ge-k", "test-softmax"])
     assert any(line.split()[:2] == ["greedy-balanced", "ok"] for line in proc.stdout.splitlines() if line)
 
 

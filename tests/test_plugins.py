@@ -11,8 +11,10 @@ import pluggy
 import pytest
 
 import assignsolve
-from assignsolve import hookimpl, hookspecs, plugins
-from assignsolve.errors import (
+from assignsolve import hookimpl
+from assignsolve.registry import hookspecs
+from assignsolve.registry import manager as plugins
+from assignsolve.core.errors import (
     DuplicateNameError, MissingDependencyError, UnknownEncoderError, UnknownPluginError,
     UnknownSolverError, optional_import,
 )
@@ -63,13 +65,27 @@ def test_restricting_plugins_by_name():
         plugins.build_plugin_manager(only=["greedyy"])
 
 
-def test_environment_variable_restricts_plugins_in_the_cli():
+BUILTIN_SOLVERS = ["coke", "iic", "kmeans", "lp", "sinkhorn-gpu", "sinkhorn-pot"]
+
+
+def test_builtins_are_kept_when_restricting_by_name():
+    pm = plugins.build_plugin_manager(only=["greedy"], builtins=True)
+    registry = plugins.build_registry(pm)
+    assert list(registry.solvers) == sorted(BUILTIN_SOLVERS + ["greedy-balanced"])
+    assert "cnn" in registry.encoders and "swav" in registry.recipes
+
+
+def test_environment_variable_restricts_third_party_plugins_in_the_cli():
+    # ASSIGNSOLVE_PLUGINS selects third-party plugins; the built-ins always load (run needs cnn, swav)
     out = cli("solvers", env={"ASSIGNSOLVE_PLUGINS": "greedy"})
     assert out.returncode == 0, out.stderr
     names = [line.split()[0] for line in out.stdout.splitlines()[2:]]
-    assert names == ["greedy-balanced"]
+    assert names == sorted(BUILTIN_SOLVERS + ["greedy-balanced"])
     out = cli("solvers", env={"ASSIGNSOLVE_PLUGINS": ""})
-    assert out.returncode == 0 and len(out.stdout.splitlines()) == 2  # header only
+    names = [line.split()[0] for line in out.stdout.splitlines()[2:]]
+    assert out.returncode == 0 and names == BUILTIN_SOLVERS
+    out = cli("encoders", "cnn", env={"ASSIGNSOLVE_PLUGINS": "greedy"})
+    assert out.returncode == 0 and out.stdout.splitlines()[2].split()[0] == "cnn"
 
 
 def test_cli_plugins_lists_name_version_hooks():

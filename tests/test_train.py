@@ -14,7 +14,7 @@ import torch
 
 import assignsolve
 from assignsolve import cli
-from assignsolve.errors import MissingDependencyError
+from assignsolve.core.errors import MissingDependencyError
 from assignsolve.train import (
     Assigner, DeepCluster, Dist, TrainConfig, TrainError, config_from_args, deepcluster_pca_dim, default_method, run,
 )

@@ -17,7 +17,14 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import DuplicateNameError, UnknownEncoderError, UnknownPluginError, UnknownSolverError
+from ..core.errors import (
+    AssignsolveError,
+    DuplicateNameError,
+    UnknownEncoderError,
+    UnknownPluginError,
+    UnknownRecipeError,
+    UnknownSolverError,
+)
 
 ENTRY_POINT_GROUP = "assignsolve"
 ENV_VAR = "ASSIGNSOLVE_PLUGINS"
@@ -32,6 +39,8 @@ class SolverEntry:
     needs: str
     gpu: bool
     requires_n_ge_k: bool
+    default_recipe: str | None = None
+    recipe_options: Mapping[str, Mapping] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -43,24 +52,70 @@ class EncoderEntry:
 
 
 @attrs.frozen
+class RecipeEntry:
+    name: str
+    cls: type
+    plugin: str
+    description: str
+
+
+@attrs.frozen
 class Registry:
     """Everything the loaded plugins registered, by name."""
 
     solvers: Mapping[str, SolverEntry]
     encoders: Mapping[str, EncoderEntry]
+    recipes: Mapping[str, RecipeEntry] = attrs.field(factory=dict)
 
 
-def build_plugin_manager(only: Iterable[str] | None = None) -> pluggy.PluginManager:
-    """A fresh plugin manager with the entry-point plugins loaded (all, or only ``only``)."""
+class PluginMetadataError(AssignsolveError, TypeError):
+    """A registered class whose metadata has the wrong type (e.g. ``name`` not a ``ClassVar[str]``)."""
+
+
+#: The distribution whose entry points are the built-in plugins (always loaded, see below).
+BUILTIN_DISTRIBUTION = "assignsolve"
+
+
+def _metadata(cls: type, attr: str, kinds: type | tuple, plugin: str, what: str, default=None, required=False):
+    """Class attribute ``attr`` of ``cls``, checked: a plain attrs field (``name: str = "x"``) is an
+    instance field whose class attribute is a slot descriptor, not the value."""
+    value = getattr(cls, attr, default)
+    if required and value in (None, ""):
+        raise PluginMetadataError(f"plugin {plugin!r}: {what} {cls!r} needs a non-empty class attribute "
+                                  f"{attr!r} (declare it as `{attr}: ClassVar[...] = ...`)")
+    if value is not None and not isinstance(value, kinds):
+        names = kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
+        raise PluginMetadataError(
+            f"plugin {plugin!r}: {what} {getattr(cls, '__qualname__', cls)!r}: expected {attr!r} to be a "
+            f"{names} class attribute, found {type(value).__name__} {value!r} (declare it as "
+            f"`{attr}: ClassVar[{names}] = ...`; a plain attrs field is an instance field)")
+    return value
+
+
+def _is_builtin(ep) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and dist.metadata["name"] == BUILTIN_DISTRIBUTION
+
+
+def build_plugin_manager(only: Iterable[str] | None = None, builtins: bool = False) -> pluggy.PluginManager:
+    """A fresh plugin manager with the entry-point plugins loaded.
+
+    ``only=None``: every plugin. ``only=[names]``: only those plugins, plus, with ``builtins=True``,
+    every built-in one (this package's own entry points). ``only=[]`` with ``builtins=False``
+    loads nothing (for tests).
+    """
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     if only is None:
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     else:
-        available = {ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+        available = {ep.name for ep in eps}
         for name in only:
             if name not in available:
                 raise UnknownPluginError(name, available)
+        wanted = set(only) | ({ep.name for ep in eps if _is_builtin(ep)} if builtins else set())
+        for name in sorted(wanted):
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
     pm.check_pending()
     return pm
@@ -75,12 +130,18 @@ def _only_from_env() -> tuple[str, ...] | None:
 
 @functools.cache
 def _cached(only: tuple[str, ...] | None) -> tuple[pluggy.PluginManager, Registry]:
-    pm = build_plugin_manager(only)
+    # ASSIGNSOLVE_PLUGINS restricts third-party plugins only: the built-in solvers, encoders and
+    # recipes always load, so `run` keeps its default encoder and recipes.
+    pm = build_plugin_manager(only, builtins=True)
     return pm, build_registry(pm)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, built on first use (honours ``ASSIGNSOLVE_PLUGINS``)."""
+    """The process-wide plugin manager, built on first use.
+
+    ``ASSIGNSOLVE_PLUGINS=a,b`` loads only the third-party plugins ``a`` and ``b`` (empty: none);
+    the built-in plugins of this package always load.
+    """
     return _cached(_only_from_env())[0]
 
 
@@ -101,6 +162,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     """Call every plugin's hooks, recording which plugin registered which name."""
     solvers: dict[str, SolverEntry] = {}
     encoders: dict[str, EncoderEntry] = {}
+    recipes: dict[str, RecipeEntry] = {}
 
     def add(table: dict, entry) -> None:
         if entry.name in table:
@@ -112,22 +174,36 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
 
     for impl in pm.hook.register_solvers.get_hookimpls():
         def register(cls: type, _plugin=impl.plugin_name) -> None:
-            name = getattr(cls, "name", "")
-            if not name or not callable(cls):
-                raise TypeError(f"plugin {_plugin!r}: a solver class needs a non-empty 'name', found {cls!r}")
+            if not callable(cls):
+                raise PluginMetadataError(f"plugin {_plugin!r}: expected a solver class, found {cls!r}")
+            meta = functools.partial(_metadata, cls, plugin=_plugin, what="solver")
+            name = meta("name", str, required=True)
+            needs = meta("needs", str, default="scores")
+            if needs not in ("scores", "features", "scores_or_features"):
+                raise PluginMetadataError(f"plugin {_plugin!r}: solver {name!r}: expected needs in "
+                                          f"('scores', 'features', 'scores_or_features'), found {needs!r}")
+            options = meta("recipe_options", Mapping, default={}) or {}
             add(solvers, SolverEntry(
                 name=name, cls=cls, plugin=_plugin, description=_first_line(cls.__doc__),
-                needs=getattr(cls, "needs", "scores"), gpu=bool(getattr(cls, "gpu", False)),
-                requires_n_ge_k=bool(getattr(cls, "requires_n_ge_k", False)),
+                needs=needs, gpu=meta("gpu", bool, default=False),
+                requires_n_ge_k=meta("requires_n_ge_k", bool, default=False),
+                default_recipe=meta("default_recipe", str), recipe_options={k: dict(v) for k, v in options.items()},
             ))
         impl.function(register=register)
+
+    for impl in pm.hook.register_recipes.get_hookimpls():
+        def register_recipe(cls: type, _plugin=impl.plugin_name) -> None:
+            name = _metadata(cls, "name", str, _plugin, "recipe", required=True)
+            add(recipes, RecipeEntry(name, cls, _plugin, _first_line(cls.__doc__)))
+        impl.function(register=register_recipe)
 
     for impl in pm.hook.register_encoders.get_hookimpls():
         def register_encoder(name: str, factory: Callable, description: str = "", _plugin=impl.plugin_name) -> None:
             add(encoders, EncoderEntry(name, factory, _plugin, description or _first_line(factory.__doc__)))
         impl.function(register=register_encoder)
 
-    return Registry(solvers=dict(sorted(solvers.items())), encoders=dict(sorted(encoders.items())))
+    return Registry(solvers=dict(sorted(solvers.items())), encoders=dict(sorted(encoders.items())),
+                    recipes=dict(sorted(recipes.items())))
 
 
 # ----------------------------------------------------------------- lookups
@@ -169,6 +245,20 @@ def get_encoder(name: str, input_shape: tuple[int, ...], registry: Registry | No
     if sep and prefix + ":" in reg.encoders:
         return reg.encoders[prefix + ":"].factory(input_shape, variant=variant, **options)
     raise UnknownEncoderError(name, reg.encoders)
+
+
+def list_recipes(pattern: str = "*", registry: Registry | None = None) -> list[str]:
+    """Registered recipe names (``--method`` values) matching a glob ``pattern``."""
+    reg = registry or get_registry()
+    return [n for n in reg.recipes if fnmatch.fnmatchcase(n, pattern)]
+
+
+def recipe_entry(name: str, registry: Registry | None = None) -> RecipeEntry:
+    reg = registry or get_registry()
+    try:
+        return reg.recipes[name]
+    except KeyError:
+        raise UnknownRecipeError(name, reg.recipes) from None
 
 
 def plugin_rows(pm: pluggy.PluginManager | None = None) -> list[dict]:

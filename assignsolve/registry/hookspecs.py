@@ -33,3 +33,13 @@ def register_encoders(register: Callable[..., None]) -> None:
     A name ending in ``":"`` (e.g. ``"timm:"``) registers a family:
     ``--encoder timm:resnet18`` calls ``factory(input_shape, variant="resnet18", ...)``.
     """
+
+
+@hookspec
+def register_recipes(register: Callable[[type], None]) -> None:
+    """Register training recipes: call ``register(RecipeClass)`` once per recipe.
+
+    A recipe class subclasses :class:`assignsolve.train.recipes.Recipe` and sets the class
+    attribute ``name`` (``ClassVar[str]``, the ``--method`` value); its docstring's first line
+    is its description. ``assignsolve run --method NAME`` builds it.
+    """

@@ -47,12 +47,30 @@ class UnknownEncoderError(UnknownNameError):
     kind = "encoder"
 
 
+class UnknownRecipeError(UnknownNameError):
+    """No training recipe registered under that name."""
+
+    kind = "recipe"
+
+
 class UnknownPluginError(UnknownNameError):
     kind = "plugin"
 
 
 class DuplicateNameError(AssignsolveError, ValueError):
     """Two plugins registered the same solver or encoder name."""
+
+
+class ConfigError(AssignsolveError, ValueError):
+    """A configuration value that cannot work (the message names the option and what was expected)."""
+
+
+class TrainError(ConfigError):
+    """A training configuration or input that cannot work (message says what was expected)."""
+
+
+class CompareError(ConfigError):
+    """Bad arguments to ``compare`` (unknown option, no K, no usable rows...)."""
 
 
 class MissingDependencyError(AssignsolveError, ImportError):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import attrs
 
@@ -12,7 +13,7 @@ from .assignment import Assignment
 from .errors import InvalidProblemError, NotConvergedWarning
 from .problem import Problem
 
-__all__ = ["Solver", "BaseSolver", "Needs", "check_problem"]
+__all__ = ["Solver", "BaseSolver", "Needs", "OnlineSolver", "OnlineState", "check_problem"]
 
 Needs = Literal["scores", "features", "scores_or_features"]
 
@@ -21,9 +22,15 @@ Needs = Literal["scores", "features", "scores_or_features"]
 class Solver(Protocol):
     """What the framework calls: configuration only, no problem data.
 
-    ``name``/``needs``/``gpu``/``requires_n_ge_k`` are class attributes; calling an
-    instance on a :class:`Problem` returns an :class:`Assignment` in the problem's
-    array family and device.
+    ``name``/``needs``/``gpu``/``requires_n_ge_k`` are class attributes (``ClassVar``; a plain
+    attrs field such as ``name: str = "mine"`` is an instance field and is rejected at
+    registration); calling an instance on a :class:`Problem` returns an :class:`Assignment` in
+    the problem's array family and device.
+
+    Optional training metadata (defaults on :class:`BaseSolver`): ``default_recipe``, the recipe
+    ``assignsolve run`` uses when ``--method`` is not given (None: ``deepcluster`` for feature
+    solvers, ``sela`` otherwise), and ``recipe_options``, ``{recipe name: {option: value}}``
+    applied when the solver runs under that recipe (the user's ``--solver-opt`` wins).
     """
 
     name: ClassVar[str]
@@ -32,6 +39,39 @@ class Solver(Protocol):
     requires_n_ge_k: ClassVar[bool]
 
     def __call__(self, problem: Problem) -> Assignment: ...
+
+
+@runtime_checkable
+class OnlineState(Protocol):
+    """Per-batch bookkeeping of an online solver (what ``OnlineSolver.online`` returns; CoKe's ``OnlineCoke``).
+
+    ``partial_fit(features [B, D], indices [B]) -> labels [B]`` assigns a batch and updates the
+    centres; ``end_epoch()`` makes this epoch's labels and centres the next epoch's targets;
+    ``targets(indices) -> labels`` are the previous epoch's labels (this epoch's where none);
+    ``logits(features, temperature) -> [B, K]`` scores against the previous epoch's centres;
+    ``state_dict()``/``load_state_dict(state)`` checkpoint it; ``centres`` [K, D] are the current centres.
+    """
+
+    centres: Any
+
+    def partial_fit(self, features, indices): ...
+
+    def end_epoch(self) -> None: ...
+
+    def targets(self, indices): ...
+
+    def logits(self, features, temperature: float = 0.1): ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: Mapping) -> None: ...
+
+
+@runtime_checkable
+class OnlineSolver(Protocol):
+    """A solver that can also run online, one batch at a time (CoKe): ``online(n, dim, k, device) -> OnlineState``."""
+
+    def online(self, n: int, dim: int, k: int, device=None) -> OnlineState: ...
 
 
 def check_problem(solver: Solver, problem: Problem) -> None:
@@ -63,6 +103,10 @@ class BaseSolver:
     needs: ClassVar[Needs] = "scores"
     gpu: ClassVar[bool] = False
     requires_n_ge_k: ClassVar[bool] = False
+    #: recipe used by ``assignsolve run`` when ``--method`` is not given (None: by ``needs``)
+    default_recipe: ClassVar[str | None] = None
+    #: ``{recipe name: {option: value}}``: this solver's options under that recipe
+    recipe_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def solve(self, problem: Problem) -> Assignment:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -91,7 +135,7 @@ def solve(problem: Problem, solver: str | Solver = "sinkhorn-gpu", **config) -> 
     >>> assignsolve.solve(p, "sinkhorn-pot", epsilon=0.1).labels.shape
     (8,)
     """
-    from .plugins import get_solver
+    from ..registry.manager import get_solver
 
     if isinstance(solver, str):
         solver = get_solver(solver, **config)

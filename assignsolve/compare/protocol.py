@@ -1,0 +1,111 @@
+"""The shared protocol of ``compare``: fixed features, shared initial centroids, solver loop."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+
+from ..ops.centroids import centroid_update
+from ..ops.stats import marginal_error
+
+STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT = "ok", "failed", "timeout"
+
+
+def drop_nonfinite(x: np.ndarray, labels: np.ndarray | None = None):
+    """Drop the rows of ``x`` that hold a NaN or an infinity.
+
+    Parameters
+    ----------
+    x : ndarray [N, D]
+        Features.
+    labels : ndarray [N] or None
+        Labels, dropped alongside.
+
+    Returns
+    -------
+    x : ndarray [N', D]
+    labels : ndarray [N'] or None
+    kept : ndarray [N'] int64
+        Indices (into the input) of the rows kept.
+    dropped : ndarray [N - N'] int64
+        Indices of the rows dropped.
+    """
+    bad = ~np.isfinite(x).all(axis=1)
+    kept, dropped = np.flatnonzero(~bad), np.flatnonzero(bad)
+    return x[kept], (None if labels is None else labels[kept]), kept.astype(np.int64), dropped.astype(np.int64)
+
+
+def _one_hot(labels: torch.Tensor, k: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(labels.to(device=like.device, dtype=torch.int64), k).to(like.dtype)
+
+
+def _as_torch(a) -> torch.Tensor:
+    return a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
+
+
+def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: int,
+                 metric: str = "cosine", tol: float = 1e-6, update: str = "soft") -> dict:
+    """Run one solver through the shared protocol (see the module docstring).
+
+    Parameters
+    ----------
+    solver : Solver
+        A configured solver instance.
+    needs : {"scores", "features", "scores_or_features"}
+        The solver's registry entry ``needs``.
+    x : Tensor [N, D]
+        Features on the computation device.
+    c0 : Tensor [K, D]
+        Initial centroids, same device.
+    iters : int
+        Rounds ``T`` (score solvers).
+    metric : {"cosine", "dot", "l2"}
+        Scores from features and centroids (:meth:`Problem.from_features`).
+    tol : float
+        Early stop when labels repeat and centroids move by at most ``tol`` (max-abs).
+    update : {"soft", "hard"}
+        Centroids from the soft assignment when the solver returns one, or always from the labels.
+
+    Returns
+    -------
+    dict
+        ``labels`` [N] int64 numpy, ``objective``, ``rounds``, ``n_iters`` (summed over rounds),
+        ``converged`` (every solve converged), ``n_not_converged``, ``marginal_error``,
+        ``solver_error`` (the solver's last recorded stopping value), ``solve_seconds``.
+    """
+    from ..core.problem import Problem
+
+    k = c0.shape[0]
+    results = []
+    if needs == "features":
+        res = solver(Problem(features=x, n_clusters=k, init_centroids=c0))
+        results.append(res)
+    else:
+        c, previous = c0, None
+        for _ in range(iters):
+            res = solver(Problem.from_features(x, c, metric=metric))
+            results.append(res)
+            labels = _as_torch(res.labels).to(x.device)
+            soft = res.soft is not None and update == "soft"
+            q = _as_torch(res.soft).to(x.device) if soft else _one_hot(labels, k, x)
+            c_new = centroid_update(x, q, c)
+            fixed = previous is not None and torch.equal(labels, previous) and \
+                float((c_new - c).abs().max()) <= tol
+            c, previous = c_new, labels
+            if fixed:
+                break
+    last = results[-1]
+    labels = _as_torch(last.labels).to(x.device)
+    q = _as_torch(last.soft).to(x.device) if last.soft is not None else _one_hot(labels, k, x)
+    return {
+        "labels": labels.cpu().numpy().astype(np.int64),
+        "objective": float(last.objective),
+        "rounds": len(results) if needs != "features" else 1,
+        "n_iters": int(sum(r.n_iters for r in results)),
+        "converged": all(bool(r.converged) for r in results),
+        "n_not_converged": sum(not r.converged for r in results),
+        "marginal_error": marginal_error(q),
+        "solver_error": float(last.marginal_error),
+        "solve_seconds": float(sum(r.seconds for r in results)),
+    }

@@ -1,0 +1,321 @@
+r"""Compare assignment solvers on fixed features: one command, one table, one picture.
+
+Every chosen solver clusters the same features through one shared protocol, so that the
+numbers differ only because the assignment step differs::
+
+    assignsolve compare --features digits --solvers sinkhorn-gpu,kmeans,lp --iters 10 --out cmp/
+
+Protocol (for a solver whose ``needs`` is ``"scores"`` or ``"scores_or_features"``), with
+features :math:`x_i \in \mathbb{R}^D` (L2-normalised unless ``--normalize none``) and initial
+centroids :math:`C^{(0)}` shared by all solvers (k-means++ or a random sample, from ``--seed``):
+
+.. math::
+
+    S^{(t)}_{ik} = \mathrm{score}(x_i, c^{(t)}_k), \qquad
+    Q^{(t)} = \mathrm{solver}(S^{(t)}), \qquad
+    c^{(t+1)}_k = \frac{\sum_i Q^{(t)}_{ik} x_i}{\sum_i Q^{(t)}_{ik}}
+
+for ``t = 0 .. T-1`` (``--iters T``), where ``Q`` is the solver's soft assignment, or the one-hot
+matrix of its labels for a hard-only solver (or for every solver with ``--update hard``); an
+empty cluster keeps its centroid. The loop stops
+early at a fixed point (labels unchanged and centroids moved by at most ``tol``). A solver whose
+``needs`` is ``"features"`` (k-means, CoKe) gets the features and the same initial centroids in
+one :class:`~assignsolve.Problem` and runs its own algorithm; its ``max_iter`` (when it has one)
+defaults to ``T``.
+
+Each solver runs in a fresh worker process (``--isolation process``, the default; forked from a
+``forkserver`` that imported torch once, or ``spawn``-ed where there is no forkserver),
+so a crash, a hang past ``--timeout`` or a leak in one solver cannot affect the others; the
+deadline starts once the worker has imported its plugins. The table reports, per solver, NMI,
+ARI and Hungarian accuracy (with labels), the solver's own objective, cluster-size min/max and
+entropy, the marginal error of the returned plan, iterations, convergence, wall seconds and peak
+memory; the same rows go to ``results.csv``/``results.json``, per-solver labels to
+``labels.npz``, and a figure (cluster sizes per solver, accuracy against time) to
+``compare.png``.
+
+Peak memory (``mem_MB``): on CPU, the growth of the worker's resident set during the run, read
+as ``VmHWM - VmRSS`` after resetting the high-water mark through ``/proc/self/clear_refs``
+(Linux; elsewhere the ``ru_maxrss`` growth, a lower bound). It counts every allocation that
+touched memory: numpy, torch CPU and Python objects alike. On CUDA it is
+``torch.cuda.max_memory_allocated`` (tensors only, allocator caching excluded). With
+``--tracemalloc`` the Python/numpy peak from :mod:`tracemalloc` is recorded too (not torch).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import platform
+from collections.abc import Mapping, Sequence
+
+import attrs
+import numpy as np
+import torch
+
+from ..ops.centroids import centroid_update, init_centroids, kmeans_plusplus
+from ..ops.stats import marginal_error
+from .isolation import _failure, _run_in_process, _safe_run
+from .protocol import STATUS_FAILED, STATUS_OK, drop_nonfinite, run_protocol
+from .report import _progress, format_table, plot, write_outputs
+
+from ..core.errors import CompareError
+
+__all__ = [
+    "CompareConfig", "CompareError", "CompareResult", "centroid_update", "compare",
+    "drop_nonfinite", "format_table", "init_centroids", "kmeans_plusplus", "marginal_error",
+    "plot", "run_protocol", "write_outputs", 
+]
+
+
+
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+# --------------------------------------------------------------------------- orchestration
+@attrs.frozen
+class CompareConfig:
+    """Settings of one comparison (the CLI flags).
+
+    Attributes
+    ----------
+    k : int or None
+        Clusters; None: the number of label classes.
+    iters : int
+        Protocol rounds ``T`` (and ``max_iter`` of feature solvers unless set explicitly).
+    seed : int
+        Seeds the shared initial centroids and every solver that has a ``seed`` option.
+    timeout : float or None
+        Seconds per solver (process isolation only); None: no limit.
+    normalize : {"l2", "none"}
+        Row L2 normalisation of the features before anything else.
+    init : {"kmeans++", "random"}
+        Shared initial centroids.
+    metric : {"cosine", "dot", "l2"}
+        Scores from features and centroids.
+    update : {"soft", "hard"}
+        Centroid update weighted by the soft assignment (when the solver gives one) or by the labels.
+    tol : float
+        Fixed-point tolerance of the protocol.
+    device : str
+        Computation device, passed to every solver that has a ``device`` option.
+    isolation : {"process", "inline"}
+        One spawned worker per solver (crash/timeout isolation), or in this process.
+    tracemalloc : bool
+        Also record the tracemalloc peak (Python/numpy allocations; slows Python-heavy code).
+    warmup : bool
+        Before the timed run, one untimed round on the first ``min(N, max(4K, 64))`` rows.
+    threads : int or None
+        ``torch.set_num_threads`` in the worker (None: torch's default). On a shared or busy
+        machine, 1 thread gives far steadier timings of small problems.
+    solver_opts : mapping
+        ``{solver name: {option: value}}``.
+    """
+
+    k: int | None = None
+    iters: int = 10
+    seed: int = 0
+    timeout: float | None = 120.0
+    normalize: str = "l2"
+    init: str = "kmeans++"
+    metric: str = "cosine"
+    update: str = "soft"
+    tol: float = 1e-6
+    device: str = "cpu"
+    isolation: str = "process"
+    tracemalloc: bool = False
+    warmup: bool = True
+    threads: int | None = None
+    solver_opts: Mapping = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        def check(ok, name, expected):
+            if not ok:
+                raise CompareError(f"{name}: expected {expected}, found {getattr(self, name)!r}")
+        check(self.k is None or (isinstance(self.k, (int, np.integer)) and not isinstance(self.k, bool)
+                                 and self.k >= 1), "k", "an int >= 1 or None")
+        check(isinstance(self.iters, (int, np.integer)) and self.iters >= 1, "iters", "an int >= 1")
+        check(isinstance(self.seed, (int, np.integer)), "seed", "an int")
+        check(self.timeout is None or self.timeout > 0, "timeout", "a positive number of seconds or None")
+        check(self.normalize in ("l2", "none"), "normalize", "'l2' or 'none'")
+        check(self.init in ("kmeans++", "random"), "init", "'kmeans++' or 'random'")
+        check(self.metric in ("cosine", "dot", "l2"), "metric", "'cosine', 'dot' or 'l2'")
+        check(self.update in ("soft", "hard"), "update", "'soft' or 'hard'")
+        check(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1), "threads",
+              "an int >= 1 or None")
+        check(self.tol >= 0, "tol", "a float >= 0")
+        check(self.isolation in ("process", "inline"), "isolation", "'process' or 'inline'")
+
+
+@attrs.frozen(eq=False)
+class CompareResult:
+    """Rows (one dict per solver), per-solver labels, and what the data looked like."""
+
+    rows: list
+    labels: dict
+    true_labels: np.ndarray | None
+    kept_index: np.ndarray
+    dropped_index: np.ndarray
+    info: dict
+
+    def row(self, solver: str) -> dict:
+        return next(r for r in self.rows if r["solver"] == solver)
+
+
+def _option_names(cls) -> set[str]:
+    if attrs.has(cls):
+        return set(attrs.fields_dict(cls))
+    try:
+        return set(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _solver_config(entry, cfg: CompareConfig) -> dict:
+    """Shared defaults (seed, device, max_iter for feature solvers) overridden by --solver-opt."""
+    names = _option_names(entry.cls)
+    config = {}
+    if "seed" in names:
+        config["seed"] = int(cfg.seed)
+    if "device" in names:
+        config["device"] = cfg.device
+    if entry.needs == "features" and "max_iter" in names:
+        config["max_iter"] = int(cfg.iters)
+    config.update(cfg.solver_opts.get(entry.name, {}))
+    return config
+
+
+def _validate(entry, config: dict, user_opts: Mapping) -> str | None:
+    """Instantiate once here: a bad user option is an error, a broken solver a failed row."""
+    from ..registry.manager import get_solver
+
+    try:
+        get_solver(entry.name, **config)
+    except Exception as exc:  # noqa: BLE001
+        if user_opts:
+            raise CompareError(f"--solver-opt for {entry.name!r}: {exc}") from exc
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _metrics(labels: np.ndarray, true: np.ndarray | None, k: int) -> dict:
+    from ..metrics import clustering_scores, size_stats
+
+    out = dict(size_stats(labels, k))
+    if true is not None:
+        out.update(clustering_scores(labels, true))
+    return out
+
+
+def compare(features, labels=None, solvers: Sequence[str] | None = None,
+            config: CompareConfig | None = None, *, name: str = "features", log=print) -> CompareResult:
+    """Run every solver in ``solvers`` through the shared protocol on ``features``.
+
+    Parameters
+    ----------
+    features : ndarray [N, D]
+        Fixed features (rows with NaN/inf are dropped and reported).
+    labels : ndarray [N] int, optional
+        Ground truth for NMI/ARI/accuracy; also gives the default ``K``.
+    solvers : sequence of str, optional
+        Registered solver names; default every registered solver.
+    config : CompareConfig, optional
+    name : str
+        Data set name for the report.
+    log : callable
+        Receives warnings and progress lines (``print`` by default).
+
+    Returns
+    -------
+    CompareResult
+    """
+    from ..registry.manager import list_solvers, solver_entry
+
+    cfg = config or CompareConfig()
+    x = np.asarray(features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else features)
+    if x.ndim != 2 or x.shape[0] == 0 or not np.issubdtype(x.dtype, np.number):
+        raise CompareError(f"features: expected a non-empty numeric [N, D] array, "
+                           f"found shape {x.shape} dtype {x.dtype}")
+    y = None if labels is None else np.asarray(labels).astype(np.int64)
+    if y is not None and y.shape != (x.shape[0],):
+        raise CompareError(f"labels: expected shape ({x.shape[0]},), found {y.shape}")
+    x = x.astype(np.float32, copy=False)
+    n_input = x.shape[0]
+    x, y, kept, dropped = drop_nonfinite(x, y)
+    if dropped.size:
+        shown = ", ".join(map(str, dropped[:20].tolist())) + (", ..." if dropped.size > 20 else "")
+        log(f"warning: dropped {dropped.size} of {n_input} rows with NaN/inf values (indices {shown})")
+    if x.shape[0] == 0:
+        raise CompareError(f"features: expected at least one finite row, found all {n_input} rows NaN/inf")
+    k = cfg.k if cfg.k is not None else (None if y is None else int(np.unique(y).size))
+    if k is None:
+        raise CompareError("k: expected --k when the features have no labels, found none")
+    names = list(solvers) if solvers else list_solvers()
+    if not names:
+        raise CompareError("solvers: expected at least one registered solver, found none")
+    entries = [solver_entry(s) for s in names]  # unknown names raise with close matches
+    unknown = sorted(set(cfg.solver_opts) - set(names))
+    if unknown:
+        raise CompareError(f"--solver-opt: expected options for the compared solvers {names}, found {unknown}")
+
+    if cfg.normalize == "l2":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.where(norms > 0, norms, 1.0)
+    n = x.shape[0]
+    c0 = init_centroids(torch.from_numpy(x), k, cfg.init, cfg.seed).numpy()
+    if cfg.isolation == "inline" and cfg.timeout is not None:
+        log("note: --isolation inline cannot enforce --timeout; solvers run without a deadline")
+
+    rows, all_labels = [], {}
+    for entry in entries:
+        row = {"solver": entry.name, "needs": entry.needs, "plugin": entry.plugin}
+        config = _solver_config(entry, cfg)
+        user = cfg.solver_opts.get(entry.name, {})
+        if entry.requires_n_ge_k and k > n:
+            out = _failure(STATUS_FAILED, f"solver requires N >= K, found N = {n} samples for K = {k} clusters")
+        elif (broken := _validate(entry, config, user)) is not None:
+            out = _failure(STATUS_FAILED, broken)
+        else:
+            task = dict(solver=entry.name, config=config, x=x, c0=c0, iters=cfg.iters, metric=cfg.metric,
+                        tol=cfg.tol, device=cfg.device, seed=cfg.seed, tracemalloc=cfg.tracemalloc,
+                        warmup=cfg.warmup, update=cfg.update, threads=cfg.threads)
+            out = _run_in_process(task, cfg.timeout) if cfg.isolation == "process" else _safe_run(task)
+        row["config"] = {key: repr(v) if not isinstance(v, (int, float, str, bool, type(None))) else v
+                         for key, v in config.items()}
+        if out["status"] == STATUS_OK:
+            pred = out.pop("labels")
+            all_labels[entry.name] = pred
+            out.update(_metrics(pred, y, k))
+        row.update(out)
+        rows.append(row)
+        log(_progress(row))
+
+    info = {
+        "source": name, "n_input": n_input, "n": n, "d": int(x.shape[1]), "k": k,
+        "n_classes": None if y is None else int(np.unique(y).size),
+        "dropped_rows": dropped.tolist(), "n_dropped": int(dropped.size),
+        "config": {f.name: getattr(cfg, f.name) for f in attrs.fields(CompareConfig) if f.name != "solver_opts"}
+        | {"solver_opts": {s: dict(o) for s, o in cfg.solver_opts.items()}},
+        "memory_measure": ("CPU: growth of the worker's resident set during the run (VmHWM - VmRSS after "
+                           "resetting the high-water mark via /proc/self/clear_refs; ru_maxrss growth where "
+                           "unavailable), all allocations (numpy, torch, Python); CUDA: "
+                           "torch.cuda.max_memory_allocated"),
+        "seconds_measure": "wall time of the whole protocol in the worker (all rounds, scores and centroid "
+                           "updates included; process start-up, plugin imports and the warm-up round "
+                           "excluded)",
+        "python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+    }
+    return CompareResult(rows=rows, labels=all_labels, true_labels=y, kept_index=kept,
+                         dropped_index=dropped, info=info)
+
+
+# --------------------------------------------------------------------------- output
+
+
+# --------------------------------------------------------------------------- CLI
+
+

@@ -1,0 +1,45 @@
+"""attrs validators in one style: each failure names the field, what was expected and what was found.
+
+    field: int = attrs.field(default=1, validator=at_least(1))
+
+raises ``ConfigError("field: expected a number >= 1, found 0")`` (or the ``error`` class given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .errors import ConfigError
+
+__all__ = ["at_least", "choice", "is_bool"]
+
+
+def choice(options: Iterable, optional: bool = False, error: type[Exception] = ConfigError):
+    """Value must be one of ``options`` (or None when ``optional``)."""
+    options = tuple(options)
+
+    def check(instance, attribute, value):
+        if optional and value is None:
+            return
+        if value not in options:
+            raise error(f"{attribute.name}: expected one of {list(options)}, found {value!r}")
+    return check
+
+
+def at_least(minimum, optional: bool = False, error: type[Exception] = ConfigError):
+    """Value must be a real number (not a bool) ``>= minimum`` (or None when ``optional``)."""
+    def check(instance, attribute, value):
+        if optional and value is None:
+            return
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
+        if not ok:
+            raise error(f"{attribute.name}: expected a number >= {minimum}, found {value!r}")
+    return check
+
+
+def is_bool(error: type[Exception] = ConfigError):
+    """Value must be True or False (not a string such as "false")."""
+    def check(instance, attribute, value):
+        if not isinstance(value, bool):
+            raise error(f"{attribute.name}: expected true or false, found {value!r}")
+    return check

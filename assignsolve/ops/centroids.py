@@ -1,0 +1,258 @@
+"""Centroid kernels: k-means++ seeding, random seeding, (weighted) cluster means, CoKe's running means."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..core.errors import ConfigError
+
+__all__ = ["centroid_update", "coke_centre_step", "init_centroids", "init_kmeans_plusplus",
+           "init_random", "kmeans_plusplus", "update_centroids"]
+
+
+@torch.no_grad()
+def update_centroids(
+    x: torch.Tensor, labels: torch.Tensor, n_clusters: int, previous: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Cluster means :math:`c_k = \frac{1}{n_k}\sum_{i: y_i = k} x_i`, :math:`n_k = |\{i : y_i = k\}|`.
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+    labels : torch.Tensor [N] int64
+        Values in ``[0, n_clusters)``.
+    n_clusters : int
+        ``K``.
+    previous : torch.Tensor [K, D], optional
+        Centroids kept for empty clusters (zeros, like faiss, when omitted); empty clusters are
+        then re-seeded by :func:`split_empty_clusters`.
+
+    Returns
+    -------
+    centroids : torch.Tensor [K, D]
+    counts : torch.Tensor [K]
+        :math:`n_k`, in ``x``'s dtype.
+    """
+    sums = torch.zeros((n_clusters, x.shape[1]), dtype=x.dtype, device=x.device)
+    sums.index_add_(0, labels, x)
+    counts = torch.bincount(labels, minlength=n_clusters).to(x.dtype)
+    centroids = sums / counts.clamp_min(1.0)[:, None]
+    if previous is not None:
+        centroids = torch.where((counts == 0)[:, None], previous, centroids)
+    return centroids, counts
+
+
+def init_random(x: torch.Tensor, n_clusters: int, generator: torch.Generator) -> torch.Tensor:
+    r"""``K`` distinct data points drawn uniformly without replacement (faiss' default init).
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+    n_clusters : int
+        ``K <= N``.
+    generator : torch.Generator
+        CPU generator.
+
+    Returns
+    -------
+    torch.Tensor [K, D]
+    """
+    perm = torch.randperm(x.shape[0], generator=generator)[:n_clusters]
+    return x[perm.to(x.device)].clone()
+
+
+@torch.no_grad()
+def init_kmeans_plusplus(
+    x: torch.Tensor,
+    n_clusters: int,
+    generator: torch.Generator,
+    n_local_trials: int | None = None,
+) -> torch.Tensor:
+    r"""Greedy k-means++ seeding (Arthur & Vassilvitskii, "k-means++: the advantages of careful
+    seeding", SODA 2007).
+
+    The first centroid is a uniform data point; then, with
+    :math:`D(x) = \min_{c \in C} \lVert x - c\rVert`, draw ``n_local_trials`` candidates
+    :math:`x_i` with probability :math:`D(x_i)^2 / \sum_l D(x_l)^2` and keep the one that
+    minimises the potential :math:`\sum_l \min(D(x_l)^2, \lVert x_l - x_i\rVert^2)`.
+    ``n_local_trials=1`` is plain D²-sampling; the default :math:`2 + \lfloor\ln K\rfloor` is the
+    greedy variant suggested in the paper and used by scikit-learn (``_kmeans_plusplus``).
+    Cost: ``K`` passes over ``x``, each one ``[N, n_local_trials]`` GEMM.
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D]
+    n_clusters : int
+        ``K <= N``.
+    generator : torch.Generator
+        CPU generator (uniforms are drawn on CPU, so a seed gives the same draws on any device).
+    n_local_trials : int, optional
+        Candidates per step.
+
+    Returns
+    -------
+    torch.Tensor [K, D]
+    """
+    n = x.shape[0]
+    trials = n_local_trials if n_local_trials is not None else 2 + int(math.log(n_clusters))
+    x_sq = x.pow(2).sum(dim=1)
+    first = int(torch.randint(n, (1,), generator=generator))
+    centroids = torch.empty((n_clusters, x.shape[1]), dtype=x.dtype, device=x.device)
+    centroids[0] = x[first]
+    d2 = (x_sq - 2.0 * (x @ x[first]) + x_sq[first]).clamp_min_(0.0)
+    for j in range(1, n_clusters):
+        cum = torch.cumsum(d2.to(torch.float64), dim=0)
+        total = float(cum[-1])
+        u = torch.rand(trials, generator=generator, dtype=torch.float64)
+        if total > 0.0:
+            cand = torch.searchsorted(cum, (u * total).to(cum.device)).clamp_max_(n - 1)
+        else:  # every point coincides with a chosen centroid
+            cand = (u * n).long().clamp_max_(n - 1).to(x.device)
+        # [N, trials] squared distances to the candidates, then each candidate's potential.
+        dc = (x_sq[:, None] - 2.0 * (x @ x[cand].T) + x_sq[cand][None, :]).clamp_min_(0.0)
+        dc = torch.minimum(dc, d2[:, None])
+        best = int(torch.argmin(dc.to(torch.float64).sum(dim=0)))
+        centroids[j] = x[cand[best]]
+        d2 = dc[:, best].contiguous()
+    return centroids
+
+
+@torch.no_grad()
+def kmeans_plusplus(x: torch.Tensor, k: int, seed: int = 0, n_trials: int | None = None) -> torch.Tensor:
+    r"""Greedy k-means++ seeding: indices of ``k`` rows of ``x``.
+
+    The first centre is uniform; each next one is drawn among ``n_trials`` candidates sampled
+    with probability :math:`D(x_i)^2 / \sum_j D(x_j)^2` (squared distance to the nearest chosen
+    centre) and is the candidate that most lowers the potential :math:`\sum_i D(x_i)^2`
+    (Arthur & Vassilvitskii, "k-means++: the advantages of careful seeding", SODA 2007;
+    ``n_trials = 2 + ln k`` as in scikit-learn's ``_kmeans_plusplus``). When every point already
+    coincides with a centre (duplicates, or ``k > N``) the next one is uniform, so ``k > N``
+    repeats points.
+
+    Parameters
+    ----------
+    x : Tensor [N, D]
+        Points, on any device.
+    k : int
+        Number of centres.
+    seed : int
+        Seeds a CPU generator: the same indices on every device.
+    n_trials : int, optional
+        Candidates per step (default ``2 + int(ln k)``).
+
+    Returns
+    -------
+    Tensor [k] int64 (CPU)
+    """
+    n = x.shape[0]
+    gen = torch.Generator().manual_seed(int(seed))
+    trials = n_trials or 2 + int(math.log(k))
+    xd = x.double()
+    chosen = [int(torch.randint(n, (1,), generator=gen))]
+    d2 = (xd - xd[chosen[0]]).pow(2).sum(1)
+    for _ in range(1, k):
+        weights = d2.clamp_min(0).cpu()
+        total = float(weights.sum())
+        if total <= 0:
+            cand = torch.randint(n, (trials,), generator=gen)
+        else:
+            cand = torch.multinomial(weights / total, trials, replacement=True, generator=gen)
+        new = torch.minimum(d2[None, :], torch.cdist(xd[cand.to(x.device)], xd).pow(2))  # [T, N]
+        best = int(new.sum(1).argmin())
+        chosen.append(int(cand[best]))
+        d2 = new[best]
+    return torch.tensor(chosen, dtype=torch.int64)
+
+
+@torch.no_grad()
+def init_centroids(x: torch.Tensor, k: int, method: str = "kmeans++", seed: int = 0) -> torch.Tensor:
+    """Initial centroids [k, D] shared by every solver: k-means++ rows, or a random sample of rows.
+
+    ``"random"`` draws ``k`` distinct rows (with replacement only when ``k > N``), from a CPU
+    generator seeded with ``seed``.
+
+    Parameters
+    ----------
+    x : Tensor [N, D]
+    k : int
+    method : {"kmeans++", "random"}
+    seed : int
+
+    Returns
+    -------
+    Tensor [k, D], on ``x``'s device and dtype.
+    """
+    n = x.shape[0]
+    if method == "kmeans++":
+        idx = kmeans_plusplus(x, k, seed)
+    elif method == "random":
+        gen = torch.Generator().manual_seed(int(seed))
+        idx = torch.randperm(n, generator=gen)[:k] if k <= n else torch.randint(n, (k,), generator=gen)
+    else:
+        raise ConfigError(f"init: expected 'kmeans++' or 'random', found {method!r}")
+    return x[idx.to(x.device)].clone()
+
+
+@torch.no_grad()
+def centroid_update(x: torch.Tensor, q: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    r"""Weighted means :math:`c_k = \sum_i q_{ik} x_i / \sum_i q_{ik}`; an empty cluster keeps its centroid.
+
+    Parameters
+    ----------
+    x : Tensor [N, D]
+        Features.
+    q : Tensor [N, K]
+        Soft assignment (or one-hot labels), non-negative.
+    previous : Tensor [K, D]
+        Centroids kept where :math:`\sum_i q_{ik} = 0`.
+
+    Returns
+    -------
+    Tensor [K, D]
+    """
+    q = q.to(dtype=x.dtype, device=x.device)
+    mass = q.sum(0)
+    sums = q.T @ x
+    empty = mass <= torch.finfo(x.dtype).tiny
+    c = sums / torch.where(empty, torch.ones_like(mass), mass)[:, None]
+    return torch.where(empty[:, None], previous.to(c), c)
+
+
+@torch.no_grad()
+def coke_centre_step(
+    centres: torch.Tensor, counts: torch.Tensor, x: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Running-mean centre update, then renormalisation.
+
+    .. math:: c_k \leftarrow \frac{m_k c_k + \sum_{i: y_i = k} x_i}{m_k + n_k},\quad
+              c_k \leftarrow c_k / \|c_k\|,\quad m_k \leftarrow m_k + n_k
+
+    for every cluster with :math:`n_k > 0` in the batch (others unchanged). :math:`m_k` counts
+    the samples assigned to :math:`k` so far in the epoch (reset by ``end_epoch``), so the
+    first batch of an epoch replaces a centre by its batch mean.
+
+    Parameters
+    ----------
+    centres : torch.Tensor [K, D]
+    counts : torch.Tensor [K] int64
+        :math:`m_k`.
+    x : torch.Tensor [B, D]
+        L2-normalised features.
+    labels : torch.Tensor [B] int64
+
+    Returns
+    -------
+    centres : torch.Tensor [K, D]
+    counts : torch.Tensor [K] int64
+    """
+    k = centres.shape[0]
+    batch = torch.bincount(labels, minlength=k)
+    new_counts = counts + batch
+    sums = torch.zeros_like(centres).index_add_(0, labels, x)
+    denom = new_counts.clamp(min=1).to(centres.dtype)[:, None]
+    updated = F.normalize((centres * counts.to(centres.dtype)[:, None] + sums) / denom, dim=1)
+    touched = (batch > 0)[:, None]
+    return torch.where(touched, updated, centres), new_counts

@@ -1,0 +1,1 @@
+"""The plugin registry: hook specifications and the (lazily built, cached) plugin manager."""

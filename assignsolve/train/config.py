@@ -1,0 +1,271 @@
+"""The run's configuration: :class:`TrainConfig` (every flag of ``assignsolve run``), config files."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..core.errors import TrainError, optional_import
+from ..core.validators import at_least, choice
+from ..registry.manager import solver_entry
+
+
+#: the built-in recipes (``assignsolve recipes`` lists every registered one, plugins' too)
+METHODS = ("sela", "deepcluster", "swav", "coke", "iic", "amdim")
+
+
+_at_least = functools.partial(at_least, error=TrainError)
+_choice = functools.partial(choice, error=TrainError)
+
+
+def _registered_recipe(instance, attribute, value):
+    if value is None:
+        return
+    from ..registry.manager import list_recipes
+
+    known = list_recipes()
+    if value not in known:
+        raise TrainError(f"{attribute.name}: expected one of {known}, found {value!r}")
+
+
+def _opts(value) -> dict:
+    return dict(value or {})
+
+
+@attrs.frozen
+class TrainConfig:
+    """Everything a run depends on (saved in every checkpoint). Field = flag with ``-`` for ``_``."""
+
+    data: str = "digits"
+    image_size: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
+    limit: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
+    encoder: str = "cnn"
+    encoder_opt: dict = attrs.field(factory=dict, converter=_opts)
+    solver: str = "sinkhorn-gpu"
+    solver_opt: dict = attrs.field(factory=dict, converter=_opts)
+    method: str | None = attrs.field(default=None, validator=_registered_recipe)
+    n_clusters: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
+    n_heads: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
+    overcluster: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
+    epochs: int = attrs.field(default=30, validator=_at_least(1))
+    batch_size: int = attrs.field(default=256, validator=_at_least(2))
+    optimizer: str | None = attrs.field(default=None, validator=attrs.validators.optional(_choice(("adam", "sgd"))))
+    lr: float | None = attrs.field(default=None, validator=_at_least(0, optional=True))
+    momentum: float = attrs.field(default=0.9, validator=_at_least(0))
+    weight_decay: float = attrs.field(default=1e-5, validator=_at_least(0))
+    relabel_every: int = attrs.field(default=1, validator=_at_least(1))
+    temperature: float = attrs.field(default=0.1, validator=_at_least(1e-6))
+    queue_size: int = attrs.field(default=0, validator=_at_least(0))
+    proj_dim: int = attrs.field(default=128, validator=_at_least(1))
+    hidden_dim: int = attrs.field(default=512, validator=_at_least(0))
+    pca_dim: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
+    iic_lamb: float = attrs.field(default=1.0, validator=_at_least(1e-6))
+    amdim_weight: float = attrs.field(default=0.0, validator=_at_least(0))
+    amdim_clip: float = attrs.field(default=20.0, validator=_at_least(1e-6))
+    amdim_reg: float = attrs.field(default=0.05, validator=_at_least(0))
+    augment: str = attrs.field(default="default")
+    seed: int = attrs.field(default=0, validator=_at_least(0))
+    device: str = "auto"
+    amp: bool = False
+    out: str | None = None
+    resume: bool = False
+    eval_every: int = attrs.field(default=1, validator=_at_least(1))
+    knn_k: int = attrs.field(default=20, validator=_at_least(1))
+    tensorboard: bool = False
+    progress: bool = True
+
+    @property
+    def recipe(self) -> str:
+        return self.method or default_method(self.solver)
+
+    @property
+    def optimizer_lr(self) -> tuple[str, float]:
+        """(optimizer, lr): the flags when given, else the recipe's optimiser and its learning rate."""
+        from ..registry.manager import recipe_entry
+
+        name = self.optimizer or recipe_entry(self.recipe).cls.default_optimizer
+        return name, self.lr if self.lr is not None else DEFAULT_LR[name]
+
+
+#: Optimiser and learning rate when --optimizer/--lr are not given. DeepCluster (Caron et al.
+#: 2018, Sec. 4): SGD, lr 0.05, momentum 0.9; with Adam, every epoch's fresh top layer sends
+#: near-zero but Adam-normalised (so full-size) updates into the encoder, which drifts
+#: (measured on digits: pseudo-label NMI 0.78 -> 0.77 with Adam, -> 0.83 with SGD; docs/training.md).
+#: (declared on each recipe as ``default_optimizer``; this table shows the built-ins')
+RECIPE_OPTIMIZER = {"deepcluster": "sgd"}
+
+
+DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
+
+
+def deepcluster_pca_dim(feat_dim: int, n_clusters: int, n_samples: int) -> int:
+    """DeepCluster's PCA-whitening dimension for features of width ``feat_dim``.
+
+    DeepCluster keeps 256 of AlexNet's 4096 dimensions. Whitening *every* dimension of a narrow
+    encoder (the 256-d ``cnn``) blows its near-constant directions up to unit variance and buries
+    the cluster structure the training concentrates in a few (measured on digits, 30 epochs:
+    NMI 0.79 -> 0.48 at 256 of 256, 0.76-0.78 -> 0.83-0.88 at 32 over three seeds; table in
+    docs/training.md). So: 256, at most ``feat_dim // 8``, but never fewer than K (K class means
+    span K - 1 dimensions), and at most ``feat_dim`` and ``N - 1``.
+    """
+    return max(1, min(256, max(n_clusters, feat_dim // 8), feat_dim, n_samples - 1))
+
+
+def default_method(solver: str) -> str:
+    """Recipe used when ``--method`` is not given: the solver's ``default_recipe`` (its own paper),
+    else DeepCluster for a feature solver and SeLa for a score solver."""
+    entry = solver_entry(solver)
+    if entry.default_recipe is not None:
+        return entry.default_recipe
+    return "deepcluster" if entry.needs == "features" else "sela"
+
+
+_FLAGS: list[tuple[str, Any, str | None, str]] = [
+    ("data", str, "SOURCE", "'digits' (bundled 8x8 digits), an ImageFolder directory, a CIFAR-10 "
+     "python batch directory, or a .npy/.npz/.pt file of images [N,C,H,W] or features [N,D]"),
+    ("image_size", int, "PX", "resize ImageFolder images to PX x PX (default: the first image's size)"),
+    ("limit", int, "N", "train on a random subset of N samples (seeded; for quick checks; default: all)"),
+    ("encoder", str, "NAME", "registered encoder (see 'assignsolve encoders'): cnn, mlp, resnet18, resnet50, timm:..."),
+    ("encoder_opt", "kv", "KEY=VALUE", "encoder option, repeatable (e.g. width=32, cifar_stem=true)"),
+    ("solver", str, "NAME", "registered solver, by name (see 'assignsolve solvers'); third-party plugins work too"),
+    ("solver_opt", "kv", "KEY=VALUE", "solver configuration, repeatable (e.g. epsilon=0.05, max_iter=100)"),
+    ("method", str, "RECIPE", f"training recipe: {', '.join(METHODS)} or a plugin's (see 'assignsolve "
+     "recipes'; default: the solver's default_recipe: sinkhorn-gpu->swav, sinkhorn-pot/lp->sela, "
+     "kmeans->deepcluster, coke->coke, iic->iic; other score solvers->sela, feature solvers->deepcluster)"),
+    ("n_clusters", int, "K", "number of clusters K (default: number of classes when labels are known, else 10)"),
+    ("n_heads", int, "H", "cluster sub-heads (SeLa/IIC; default 1, IIC 5)"),
+    ("overcluster", int, "K2", "clusters of IIC's over-clustering head (default 5K; iic only)"),
+    ("epochs", int, "E", "number of epochs"),
+    ("batch_size", int, "B", "mini-batch size per process"),
+    ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster, as the paper; adam otherwise)"),
+    ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam)"),
+    ("momentum", float, "M", "SGD momentum"),
+    ("weight_decay", float, "WD", "weight decay"),
+    ("relabel_every", int, "E", "SeLa, DeepCluster: solve for new pseudo-labels every E epochs (DeepCluster's "
+     "--reassign; a fresh top layer with each)"),
+    ("temperature", float, "T", "softmax temperature of SwAV's swapped prediction and CoKe's classifier"),
+    ("queue_size", int, "Q", "SwAV: queue of the last Q embeddings added to the solver's problem (0: none)"),
+    ("proj_dim", int, "D", "projection / prototype dimension (SwAV, CoKe, AMDIM)"),
+    ("hidden_dim", int, "D", "hidden width of the projection MLP (0: linear)"),
+    ("pca_dim", int, "D", "DeepCluster: PCA-whitening dimension before the solver (default: 256, at most "
+     "feature width / 8, at least K)"),
+    ("iic_lamb", float, "L", "IIC: entropy weight lambda of the MI loss (1 = plain MI)"),
+    ("amdim_weight", float, "W", "weight of the AMDIM multiscale NCE term added to the recipe's loss "
+     "(with --method amdim: 1 when not given)"),
+    ("amdim_clip", float, "C", "AMDIM: soft clipping c*tanh(s/c) of the NCE scores"),
+    ("amdim_reg", float, "W", "AMDIM: weight of the penalty on squared NCE scores"),
+    ("augment", str, "STRENGTH", "augmentation strength passed to assignsolve.augment.TwoViews"),
+    ("seed", int, "S", "random seed (data order, augmentations, initialisation, solver seeds)"),
+    ("device", str, "DEV", "'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."),
+    ("amp", bool, None, "mixed precision (torch.autocast) on CUDA; the solver always runs in float32"),
+    ("out", str, "DIR", "output directory for checkpoint.pt, metrics.csv, metrics.jsonl, config.json "
+     "(default: runs/<method>-<solver>-<encoder>)"),
+    ("resume", bool, None, "continue the run saved in --out (same config; --epochs may be raised)"),
+    ("eval_every", int, "E", "evaluate every E epochs (and always after the last)"),
+    ("knn_k", int, "K", "neighbours of the kNN accuracy"),
+    ("tensorboard", bool, None, "also log to TensorBoard under OUT/tensorboard (needs the tensorboard package)"),
+    ("progress", bool, None, "show a tqdm progress bar (use --no-progress to hide)"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``assignsolve run`` flags; every default lives in :class:`TrainConfig`."""
+    defaults = {f.name: f.default for f in attrs.fields(TrainConfig)}
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="TOML (or YAML, with pyyaml) file of options named like the flags "
+                             "(dashes or underscores); flags given on the command line override it")
+    for name, typ, metavar, help_ in _FLAGS:
+        flag = "--" + name.replace("_", "-")
+        default = defaults[name]
+        shown = default.factory() if isinstance(default, attrs.Factory) else default
+        help_suffix = "" if shown is None else f" (default: {shown})"  # None: help_ says how it resolves
+        if typ is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_ + help_suffix)
+        elif typ == "kv":
+            parser.add_argument(flag, dest=name, action="append", metavar=metavar,
+                                default=argparse.SUPPRESS, help=help_)
+        else:
+            parser.add_argument(flag, dest=name, type=typ, metavar=metavar,
+                                default=argparse.SUPPRESS, help=help_ + help_suffix)
+
+
+def _parse_value(text: str):
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_kv(items, flag: str) -> dict:
+    if isinstance(items, Mapping):
+        return dict(items)
+    out = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise TrainError(f"{flag}: expected KEY=VALUE, found {item!r}")
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    """Options from a ``.toml`` (tomllib) or ``.yaml``/``.yml`` (pyyaml) file, keys normalised."""
+    p = Path(path)
+    if not p.is_file():
+        raise TrainError(f"--config: no such file {str(p)!r} (expected a .toml or .yaml file)")
+    if p.suffix.lower() == ".toml":
+        with open(p, "rb") as fh:
+            raw = tomllib.load(fh)
+    elif p.suffix.lower() in (".yaml", ".yml"):
+        yaml = optional_import("yaml", "--config with a YAML file", "pyyaml")
+        raw = yaml.safe_load(p.read_text()) or {}
+    else:
+        raise TrainError(f"--config: expected a .toml, .yaml or .yml file, found {str(p)!r}")
+    if not isinstance(raw, Mapping):
+        raise TrainError(f"--config {p}: expected a table of options, found {type(raw).__name__}")
+    known = {f.name for f in attrs.fields(TrainConfig)}
+    out = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            import difflib
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TrainError(f"--config {p}: unknown option {key!r}{hint}")
+        out[name] = value
+    return out
+
+
+def config_from_args(args: argparse.Namespace | Mapping) -> TrainConfig:
+    """Defaults <- ``--config`` file <- flags given on the command line."""
+    given = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
+    given.pop("func", None)
+    given.pop("command", None)
+    path = given.pop("config", None)
+    values = load_config_file(path) if path else {}
+    for key in ("encoder_opt", "solver_opt"):
+        file_opts = _parse_kv(values.get(key), "--" + key.replace("_", "-"))
+        flag_opts = _parse_kv(given.pop(key, None), "--" + key.replace("_", "-"))
+        values[key] = {**file_opts, **flag_opts}
+    values.update(given)
+    try:
+        return TrainConfig(**values)
+    except TypeError as exc:
+        raise TrainError(f"bad option: {exc}") from exc

@@ -1,0 +1,273 @@
+r"""Train an encoder on pseudo-labels from any registered solver.
+
+One loop, five recipes (``--method``), any solver (``--solver``, by name only), any encoder
+(``--encoder``). The solver is called where each paper calls it, always under
+``torch.no_grad()`` and in float32:
+
+sela         whole-dataset re-labelling every ``--relabel-every`` epochs from the heads'
+             logits (``Problem.from_logits``; SeLa's lambda is ``epsilon = 1/lambda``), one
+             solver call per head, cross-entropy on the labels.
+deepcluster  every epoch: features of all samples -> PCA-whitening + L2 -> solver -> labels;
+             fresh top layer; samples drawn uniformly over pseudo-labels; cross-entropy.
+swav         per batch: prototype scores of two views (+ optional ``--queue-size`` queue) ->
+             solver codes q -> swapped prediction ``-sum q_s log softmax(p_t / T)``.
+coke         per batch: online constrained k-means (the ``coke`` solver's online object, or
+             any solver called per batch against running centres); cross-entropy of the
+             previous-epoch centres' classifier against previous-epoch labels.
+iic          mutual information between two views' cluster heads (main + over-clustering,
+             several sub-heads); the solver reads pseudo-labels off the head for evaluation.
+amdim        only AMDIM's multiscale NCE (``--amdim-weight`` adds it to any recipe).
+
+Defaults: digits data, the small ``cnn`` encoder, the ``sinkhorn-gpu`` solver (SwAV recipe);
+it runs in a few minutes on two CPU cores. Metrics (NMI/ARI/Hungarian accuracy of the
+pseudo-labels and of the head's argmax, kNN accuracy of the features; the random encoder at
+epoch 0 as the baseline) go to ``OUT/metrics.csv`` and ``OUT/metrics.jsonl``; a checkpoint to
+``OUT/checkpoint.pt`` every epoch; ``--resume`` continues the same run. Under ``torchrun`` the
+loop runs data-parallel (DDP). See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from ..core.errors import NotConvergedWarning, TrainError
+from ..heads import ProjectionHead
+from ..objectives import amdim_loss
+from ..ops.dist import Dist, init_distributed
+from ..ops.stats import balance
+from ..registry.manager import get_encoder, recipe_entry
+from .assigner import Assigner
+from .config import TrainConfig, config_from_args
+from .context import Context, MetricsLog, _fmt, evaluate
+from .model import LocalMaps, LocalProjection, Model
+from .rng import _rng_state, _seed_everything, _set_rng_state
+
+__all__ = ["main", "run"]
+
+
+# =============================================================================== the loop
+def _batches(order: torch.Tensor, batch: int, d: Dist) -> Iterator[torch.Tensor]:
+    """This rank's mini-batches of ``order``: DistributedSampler's split (pad by wrapping, then stride)."""
+    if d.enabled:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(range(len(order)), num_replicas=d.world, rank=d.rank, shuffle=False)
+        order = order[torch.tensor(list(iter(sampler)), dtype=torch.int64)]
+    n_full = len(order) // batch
+    for b in range(n_full):
+        yield order[b * batch:(b + 1) * batch]
+    if len(order) % batch >= 2 and n_full == 0:  # tiny data: one short batch rather than none
+        yield order[n_full * batch:]
+
+
+def run(cfg: TrainConfig) -> dict:
+    """Train as configured; returns the last evaluation row (plus ``history``). See the module doc."""
+    # ---------------------------------------------------------------- phase 1: processes, data
+    d, device = init_distributed(cfg.device)
+    try:
+        return _run(cfg, d, device)
+    finally:
+        if d.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
+    from ..augment import TwoViews
+    from ..data import load_dataset
+
+    recipe_name = cfg.recipe
+    recipe_cls = recipe_entry(recipe_name).cls
+    # AMDIM is an added objective: any recipe gets it with --amdim-weight > 0 (the amdim recipe by default)
+    amdim_weight = cfg.amdim_weight or recipe_cls.default_amdim_weight
+    if cfg.amp and device.type != "cuda" and d.main:
+        print("assignsolve run: --amp ignored on CPU (mixed precision is CUDA-only)", file=sys.stderr)
+    _seed_everything(cfg.seed)
+    data = load_dataset(cfg.data, image_size=cfg.image_size)
+    if cfg.limit is not None and cfg.limit < data.x.shape[0]:
+        keep = torch.randperm(data.x.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[: cfg.limit]
+        keep = keep.sort().values
+        data = attrs.evolve(data, x=data.x[keep], labels=None if data.labels is None else data.labels[keep])
+    n = int(data.x.shape[0])
+    if cfg.n_clusters is not None:
+        k = cfg.n_clusters
+    elif data.labels is not None:
+        k = int(torch.unique(data.labels).numel())
+    else:
+        k = 10
+    if k > n:
+        raise TrainError(f"n_clusters: expected at most the {n} samples, found K = {k}")
+    out = Path(cfg.out or f"runs/{recipe_name}-{cfg.solver}-{cfg.encoder}".replace(":", "_"))
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    # ---------------------------------------------------------------- phase 2: model, solver, optimiser
+    input_shape = tuple(int(s) for s in data.input_shape)
+    encoder = get_encoder(cfg.encoder, input_shape, **cfg.encoder_opt).to(device)
+    feat_dim = int(encoder.out_dim)
+    assigner = Assigner(cfg, recipe_name)
+    recipe = recipe_cls(cfg, k, n, feat_dim, assigner, d, device)
+    heads = nn.ModuleDict(recipe.build_heads())
+    local_maps = None
+    if amdim_weight > 0:
+        local_maps = LocalMaps(encoder, input_shape, device)
+        heads["amdim_global"] = ProjectionHead(feat_dim, cfg.hidden_dim, cfg.proj_dim, normalize=False)
+        heads["amdim_local"] = nn.ModuleList(LocalProjection(c, cfg.proj_dim) for c in local_maps.channels)
+    model = Model(encoder, heads, local_maps).to(device)
+    if d.enabled and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ddp_model = model
+    if d.enabled:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=recipe_cls.find_unused_parameters)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer_name, lr = cfg.optimizer_lr
+    if optimizer_name == "adam":
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    augment = TwoViews(input_shape, strength=cfg.augment, device=device)
+    ctx = Context(cfg, d, device, data, model, ddp_model, optimizer, scaler, recipe, assigner, augment)
+    log = MetricsLog(out, d.main, cfg.tensorboard)
+
+    # ---------------------------------------------------------------- phase 3: resume or baseline
+    ckpt_path = out / "checkpoint.pt"
+    start = 0
+    if cfg.resume:
+        if not ckpt_path.is_file():
+            raise TrainError(f"--resume: expected a checkpoint at {str(ckpt_path)!r}, found none")
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        saved = ckpt["config"]
+        for key in ("method", "solver", "encoder", "n_clusters", "data", "seed", "batch_size"):
+            now = attrs.asdict(cfg)[key]
+            if saved.get(key) != now and not (key == "method" and saved.get("recipe") == recipe_name):
+                raise TrainError(f"--resume: expected {key} = {saved.get(key)!r} as in the checkpoint, found {now!r}")
+        model.encoder.load_state_dict(ckpt["encoder"])
+        model.heads.load_state_dict(ckpt["heads"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        recipe.load_state_dict(ckpt["recipe"])
+        _set_rng_state(ckpt["rng"], device)
+        log.history = list(ckpt["history"])
+        start = int(ckpt["epoch"])
+        if d.main:
+            print(f"assignsolve run: resumed {ckpt_path} at epoch {start}", file=sys.stderr)
+    else:
+        base = evaluate(ctx)
+        log.add({"epoch": 0, **base})
+        if d.main:
+            print(f"epoch 0 (random encoder): {_fmt(base)}", file=sys.stderr)
+            (out / "config.json").write_text(json.dumps({**attrs.asdict(cfg), "recipe": recipe_name,
+                                                         "n_clusters_used": k, "optimizer_used": optimizer_name,
+                                                         "lr_used": lr}, indent=2))
+
+    # ---------------------------------------------------------------- phase 4: epochs
+    from tqdm.auto import tqdm
+
+    last = log.history[-1] if log.history else {}
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        # 4a. whole-dataset assignment (SeLa, DeepCluster): solver under no_grad, eval mode
+        recipe.start_epoch(ctx, epoch)
+        # 4b. mini-batches
+        model.train()
+        batches = list(_batches(recipe.order(epoch), cfg.batch_size, d))
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and d.main),
+                   leave=False, dynamic_ncols=True)
+        loss_sum, bal_sum, steps = 0.0, 0.0, 0
+        for idx in bar:
+            x = data.x[idx].to(device, non_blocking=True)
+            need_two = recipe.two_views or amdim_weight > 0
+            with torch.no_grad():
+                v1, v2 = augment(x)
+            with ctx.autocast():
+                if need_two:
+                    both = ddp_model(torch.cat([v1, v2]), with_amdim=amdim_weight > 0)
+                    out1, out2 = _split(both, v1.shape[0])
+                else:
+                    out1, out2 = ddp_model(v1), None
+                loss, shown = recipe.loss(ctx, out1, out2, idx)
+                if amdim_weight > 0:
+                    g1, l1 = out1["amdim"]
+                    g2, l2 = out2["amdim"]
+                    loss = loss + amdim_weight * amdim_loss(g1, l1, g2, l2, cfg.amdim_clip, cfg.amdim_reg)
+            if not torch.isfinite(loss):
+                raise TrainError(f"epoch {epoch + 1}: expected a finite loss, found {float(loss)} "
+                                 "(lower --lr, or check the solver's epsilon)")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            recipe.after_step(ctx)
+            bal = balance(shown, k) if shown is not None else float("nan")
+            loss_sum += float(loss.detach())
+            bal_sum += bal if shown is not None else 0.0
+            steps += 1
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", balance=f"{bal:.2f}")
+        bar.close()
+        recipe.end_epoch(ctx, epoch)
+        row = {"epoch": epoch + 1, "loss": loss_sum / max(steps, 1), "batch_balance": bal_sum / max(steps, 1),
+               "steps": steps, "seconds": time.perf_counter() - t0,
+               "solver_calls": assigner.calls, "solver_not_converged": assigner.not_converged}
+        # 4c. evaluation
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            row.update(evaluate(ctx))
+            if d.main:
+                tqdm.write(f"epoch {epoch + 1}: {_fmt(row)}", file=sys.stderr)
+        log.add(row)
+        last = row
+        # 4d. checkpoint (every epoch)
+        if d.main:
+            _save(ckpt_path, {
+                "epoch": epoch + 1, "config": {**attrs.asdict(cfg), "recipe": recipe_name},
+                "encoder": model.encoder.state_dict(), "heads": model.heads.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "recipe": recipe.state_dict(), "solver": {"name": cfg.solver, "options": assigner.options},
+                "rng": _rng_state(device), "history": log.history,
+            })
+        if d.enabled:
+            dist.barrier()
+    if assigner.not_converged and d.main:
+        warnings.warn(NotConvergedWarning(
+            f"{cfg.solver}: {assigner.not_converged} of {assigner.calls} solver calls did not converge "
+            "(see solver_not_converged in metrics.csv; raise max_iter with --solver-opt)"), stacklevel=2)
+    log.close()
+    return {**last, "history": log.history, "out": str(out), "n_clusters": k, "recipe": recipe_name}
+
+
+def _split(both: dict, b: int) -> tuple[dict, dict]:
+    def cut(value, sl):
+        if isinstance(value, torch.Tensor):
+            return value[sl]
+        if isinstance(value, tuple):
+            return tuple(cut(v, sl) for v in value)
+        return [cut(v, sl) for v in value]
+    return ({k: cut(v, slice(0, b)) for k, v in both.items()}, {k: cut(v, slice(b, None)) for k, v in both.items()})
+
+
+def _save(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``assignsolve run``: parse, train, print the final metrics."""
+    cfg = config_from_args(args)
+    result = run(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    return 0

@@ -1,0 +1,79 @@
+"""The recipe interface: what differs between the papers (heads, when the solver runs, the loss).
+
+A recipe is a plugin: register its class with the ``register_recipes`` hook (see docs/plugins.md).
+Every hook the loop calls is declared here with a default, so a recipe overrides only what it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+from ...core.problem import Problem
+from ..rng import _epoch_generator
+
+if TYPE_CHECKING:
+    from ...ops.dist import Dist
+    from ..assigner import Assigner
+    from ..config import TrainConfig
+    from ..context import Context
+
+
+class Recipe:
+    """What differs between the papers: heads, when the solver is called, and the loss."""
+
+    #: the ``--method`` value (required)
+    name: ClassVar[str] = ""
+    #: the loss needs two augmented views per batch
+    two_views: ClassVar[bool] = False
+    #: optimiser when ``--optimizer`` is not given ("adam" or "sgd")
+    default_optimizer: ClassVar[str] = "adam"
+    #: the paper's solver options, applied where the solver has the option (the solver's own
+    #: ``recipe_options[name]``, then ``--solver-opt``, take precedence)
+    solver_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: weight of the AMDIM term when ``--amdim-weight`` is not given (> 0 adds AMDIM's heads)
+    default_amdim_weight: ClassVar[float] = 0.0
+    #: DDP: some heads take no part in the loss (AMDIM-only)
+    find_unused_parameters: ClassVar[bool] = False
+
+    def __init__(self, cfg: TrainConfig, k: int, n: int, feat_dim: int, assigner: Assigner, d: Dist, device):
+        self.cfg, self.k, self.n, self.feat_dim = cfg, k, n, feat_dim
+        self.assign, self.dist, self.device = assigner, d, device
+
+    def build_heads(self) -> dict[str, nn.Module]:
+        return {}
+
+    def start_epoch(self, ctx: "Context", epoch: int) -> None:
+        """Whole-dataset work before an epoch (SeLa, DeepCluster)."""
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The epoch's sample order (all ranks identical; each takes its share)."""
+        return torch.randperm(self.n, generator=_epoch_generator(self.cfg.seed, epoch))
+
+    def loss(self, ctx: "Context", out1: dict, out2: dict | None, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, the batch's labels for the balance display)."""
+        raise NotImplementedError
+
+    def after_step(self, ctx: "Context") -> None:
+        """After each optimiser step (SwAV: renormalise the prototypes)."""
+
+    def end_epoch(self, ctx: "Context", epoch: int) -> None:
+        """After an epoch's batches (CoKe: this epoch's labels become the targets)."""
+
+    def eval_problem(self, outputs: dict) -> Problem:
+        """The problem the solver solves on the whole dataset at evaluation."""
+        raise NotImplementedError
+
+    def head_labels(self, outputs: dict) -> torch.Tensor | None:
+        """The head's own labels at evaluation (None: the recipe has no classifier head)."""
+        return None
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of the recipe (labels, queues, banks)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore :meth:`state_dict` on resume."""

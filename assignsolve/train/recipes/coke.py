@@ -1,0 +1,117 @@
+"""CoKe (Qian et al., CVPR 2022): online constrained k-means, previous-epoch targets."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+import torch
+import torch.nn.functional as F
+
+from ...core.problem import Problem
+from ...core.solver import OnlineSolver
+from ..assigner import Assigner
+from ...heads import ProjectionHead
+from .base import Recipe
+from ...ops.centroids import coke_centre_step
+from ...ops.dist import gather_rows
+
+
+class _BatchBank:
+    """CoKe's online bookkeeping for any solver: per-batch labels against running centres.
+
+    An :class:`~assignsolve.core.solver.OnlineState` like the ``coke`` solver's ``OnlineCoke``
+    (``partial_fit``/``end_epoch``/``targets``/``logits``) but each batch is assigned by calling the configured solver on
+    ``Problem.from_features(batch, centres)``; centres are running means (renormalised).
+    """
+
+    def __init__(self, assign: Assigner, n: int, dim: int, k: int, device, seed: int):
+        self.assign, self.k = assign, k
+        g = torch.Generator().manual_seed(seed)
+        self.centres = F.normalize(torch.randn(k, dim, generator=g), dim=1).to(device)
+        self.previous_centres = self.centres.clone()
+        self.counts = torch.zeros(k, dtype=torch.int64, device=device)
+        self.labels = torch.full((n,), -1, dtype=torch.int64, device=device)
+        self.previous_labels = self.labels.clone()
+
+    @torch.no_grad()
+    def partial_fit(self, features, indices):
+        x = F.normalize(features.detach().float(), dim=1)
+        y = torch.as_tensor(self.assign(Problem.from_features(x, self.centres, metric="dot")).labels).to(x.device)
+        self.centres, self.counts = coke_centre_step(self.centres, self.counts, x, y)
+        self.labels[indices] = y
+        return y
+
+    @torch.no_grad()
+    def end_epoch(self):
+        self.previous_labels = self.labels.clone()
+        self.previous_centres = self.centres.clone()
+        self.counts.zero_()
+
+    @torch.no_grad()
+    def targets(self, indices):
+        prev = self.previous_labels[indices]
+        return torch.where(prev >= 0, prev, self.labels[indices])
+
+    def logits(self, features, temperature=0.1):
+        return F.normalize(features.float(), dim=1) @ self.previous_centres.T / temperature
+
+    def state_dict(self):
+        return {k: getattr(self, k) for k in ("centres", "previous_centres", "counts", "labels", "previous_labels")}
+
+    def load_state_dict(self, state):
+        for k, v in state.items():
+            setattr(self, k, v.to(self.labels.device))
+
+
+class CoKeRecipe(Recipe):
+    """Qian et al., CVPR 2022: online assignment per batch, CE against previous-epoch targets."""
+
+    name: ClassVar[str] = "coke"
+
+    def build_heads(self):
+        # as idstcv/CoKe: the projection ends in BatchNorm (unit rows spread over the sphere, so
+        # the dual variables compete with real score differences); a predictor MLP on top
+        d = self.cfg.proj_dim
+        return {"proj": ProjectionHead(self.feat_dim, self.cfg.hidden_dim, d, out_bn=True),
+                "pred": ProjectionHead(d, self.cfg.hidden_dim, d)}
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        solver = self.assign.solver
+        self.online = isinstance(solver, OnlineSolver)  # the solver brings its own online state
+        if self.online:
+            self.bank = solver.online(self.n, self.cfg.proj_dim, self.k, device=self.device)
+        else:
+            self.bank = _BatchBank(self.assign, self.n, self.cfg.proj_dim, self.k, self.device, self.cfg.seed)
+
+    def loss(self, ctx, out1, out2, idx):
+        z = out1["z"]
+        idx_all = gather_rows(idx.to(self.device), self.dist)
+        with torch.no_grad():
+            z_all = gather_rows(z.detach().float(), self.dist)
+            if self.online:
+                self.assign.calls += 1
+            self.bank.partial_fit(z_all, idx_all)
+            y = self.bank.targets(idx.to(self.device))
+        # the predictor's view is trained (the published run: --coke-beta 1)
+        logits = self.bank.logits(out1["pred"].float(), self.cfg.temperature)
+        return F.cross_entropy(logits, y), y
+
+    def end_epoch(self, ctx, epoch):
+        self.bank.end_epoch()
+
+    def eval_problem(self, outputs):
+        z = outputs["z"].float()
+        if self.assign.needs in ("features", "scores_or_features"):
+            return Problem(features=z, n_clusters=self.k)
+        return Problem.from_features(z, self.bank.centres.float(), metric="cosine")
+
+    def head_labels(self, outputs):
+        return self.bank.logits(outputs["pred"]).argmax(1)
+
+    def state_dict(self):
+        return {"bank": self.bank.state_dict()}
+
+    def load_state_dict(self, state):
+        self.bank.load_state_dict(state["bank"])

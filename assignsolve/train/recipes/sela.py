@@ -1,0 +1,54 @@
+"""SeLa (Asano et al., ICLR 2020): whole-dataset re-labelling from the heads' logits."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+import torch
+
+from ...core.problem import Problem
+from ...heads import ClusterHeads
+from .base import Recipe
+from ...objectives import pseudo_label_loss
+
+
+class SeLa(Recipe):
+    """Asano et al., ICLR 2020: heads' logits -> solver on the whole dataset -> CE per head."""
+
+    name: ClassVar[str] = "sela"
+    solver_defaults: ClassVar[dict] = {"epsilon": 0.1}  # SeLa: lambda = 1/epsilon = 10
+
+    def build_heads(self):
+        return {"cluster": ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads or 1)}
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.labels: torch.Tensor | None = None  # [H, N]
+
+    def start_epoch(self, ctx, epoch):
+        if self.labels is not None and epoch % self.cfg.relabel_every != 0:
+            return
+        outs = ctx.all_outputs()
+        self.labels = torch.stack([
+            self._solve(Problem.from_logits(z.float())) for z in outs["logits"]
+        ]).to(self.device)
+
+    def _solve(self, problem):
+        return torch.as_tensor(self.assign(problem).labels)
+
+    def loss(self, ctx, out1, out2, idx):
+        y = self.labels[:, idx.to(self.device)]
+        return pseudo_label_loss(out1["logits"], list(y)), y[0]
+
+    def eval_problem(self, outputs):
+        return Problem.from_logits(outputs["logits"][0].float())
+
+    def head_labels(self, outputs):
+        return outputs["logits"][0].argmax(1)
+
+    def state_dict(self):
+        return {"labels": self.labels}
+
+    def load_state_dict(self, state):
+        self.labels = None if state.get("labels") is None else state["labels"].to(self.device)
