@@ -101,8 +101,10 @@ def _tensor(value, where: str) -> torch.Tensor:
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{where}: expected a numeric array, found dtype {arr.dtype}")
-    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
+    if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
+    elif not arr.flags.writeable:  # np.frombuffer, a read-only memmap: torch wants its own copy
+        arr = arr.copy()
     try:
         return torch.from_numpy(np.ascontiguousarray(arr))
     except TypeError as exc:  # a numpy dtype torch has no equivalent for
