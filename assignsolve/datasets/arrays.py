@@ -34,7 +34,17 @@ SUFFIXES = (".npy", ".npz", ".pt", ".pth")
 
 
 def _first_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    """``"Type: first sentence"`` of an exception, on one line. For torch's weights-only
+    refusal, the line that says what was refused rather than the boilerplate around it."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        useful = [ln for ln in lines[1:] if not ln.startswith(("Please file an issue", "Check the documentation"))]
+        tail = lines[1].split("WeightsUnpickler error:")[-1].strip() if len(lines) > 1 else ""
+        lines = useful or ([tail] if tail else lines)
+    text = lines[0] if lines else ""
+    if len(text) > 160 and ". " in text:
+        text = text[: text.index(". ") + 1]
+    text = text[:200]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
