@@ -72,6 +72,7 @@ def load_features(source: str | Path, labels: str | Path | None = None) -> Featu
     ``source`` is ``"digits"`` (the bundled pixels), a ``.npy`` file (array [N, D]), a
     ``.npz`` file or a ``.pt`` file (a tensor, or a dict with ``features`` and optional
     ``labels``). ``labels`` optionally names a separate ``.npy``/``.pt`` file of [N] ints.
+    Non-finite rows are kept (``compare`` reports and drops them).
     """
     if str(source) == "digits":
         x, y = load_digits("pixels")
@@ -85,8 +86,6 @@ def load_features(source: str | Path, labels: str | Path | None = None) -> Featu
     x = raw.x.detach().cpu().numpy() if isinstance(raw.x, torch.Tensor) else np.asarray(raw.x)
     if x.ndim != 2 or x.dtype.kind not in "iuf":
         raise DataError(f"{path}: expected a numeric [N, D] array, found shape {x.shape} dtype {x.dtype}")
-    if not np.isfinite(x).all():
-        raise DataError(f"{raw.where}: expected finite features, found NaN or inf")
     if labels is not None:
         y = _load_labels(labels, len(x)).numpy()
     elif raw.labels is not None:
