@@ -223,3 +223,21 @@ def test_npz_reads_only_the_needed_members(tmp_path, monkeypatch):
     assert d.labels.tolist() == [0, 1, 0, 1, 0, 1]
     assert "unused.npy" not in opened[: opened.index("labels.npy") + 1] and opened.count("unused.npy") == 1  # control only
     assert peak_lazy < 16 * 2**20 < 8 * n_unused <= peak_all, (peak_lazy, peak_all)
+
+
+@pytest.mark.parametrize(("obj", "refused"), [
+    (np.array([1, "a"], dtype=object), r"refused numpy.dtype with the object dtype object"),
+    ({1, 2}, r"refused (to load the global __builtin__.set|an object of type builtins.set)"),
+    (np.int64(3), r"refused to load the global numpy._core.multiarray.scalar"),
+    (eval, r"refused to load the global (__builtin__|builtins).eval"),
+    (np.ma.masked_array([1, 2]), r"refused to load the global numpy.ma.core"),
+])
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_safe_unpickler_refuses_everything_but_plain_data(obj, refused, protocol):
+    from assignsolve.datasets.safepickle import safe_loads
+
+    with pytest.raises(DataError, match=r"^f: " + refused):
+        safe_loads(pickle.dumps(obj, protocol=protocol), "f")
+    plain = {"a": [1, 2.5, None, True, b"x", ("t",)], b"arr": np.arange(6, dtype=">i4").reshape(2, 3)}
+    back = safe_loads(pickle.dumps(plain, protocol=protocol), "f")
+    assert back["a"] == plain["a"] and np.array_equal(back[b"arr"], plain[b"arr"])
