@@ -141,11 +141,11 @@ def test_cifar_errors(tmp_path):
     (tmp_path / "broken").mkdir()
     with open(tmp_path / "broken" / "data_batch_1", "wb") as fh:
         pickle.dump({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, fh)
-    with pytest.raises(ValueError, match=r"data_batch_1: expected b'data' uint8 \[N, 3072\] and 2 labels, found data uint8 \(2, 100\)"):
+    with pytest.raises(ValueError, match=r"data_batch_1: expected 'data' uint8 \[N, 3072\], found uint8 \(2, 100\)"):
         load_dataset(tmp_path / "broken")
     (tmp_path / "garbage").mkdir()
     (tmp_path / "garbage" / "data_batch_1").write_bytes(b"\x00garbage")
-    with pytest.raises(ValueError, match=r"expected a CIFAR-10 python batch"):
+    with pytest.raises(ValueError, match=r"garbage[/\\]data_batch_1: expected a data pickle, could not read it"):
         load_dataset(tmp_path / "garbage")
 
 
@@ -188,7 +188,7 @@ def test_npz_and_pt_with_labels(tmp_path):
 
 @pytest.mark.parametrize(("setup", "error", "match"), [
     (lambda p: p / "missing.npy", FileNotFoundError, r"no such file or directory .*missing.npy.* \(expected 'digits'"),
-    (lambda p: (p / "f.csv").write_text("1,2") and p / "f.csv", ValueError, r"expected 'digits', a directory, or a .npy, .npz or .pt file, found .*f.csv"),
+    (lambda p: (p / "f.csv").write_text("1,2") and p / "f.csv", ValueError, r"f.csv: expected 'digits', a dataset name \(mnist, cifar10, cifar100, stl10\), .* or a .npy, .npz or .pt file"),
     (lambda p: np.save(p / "cube.npy", np.zeros((2, 2, 2, 2, 2))) or p / "cube.npy", ValueError, r"expected images \[N, C, H, W\] .* found shape \[2, 2, 2, 2, 2\]"),
     (lambda p: np.save(p / "big.npy", np.full((2, 1, 4, 4), 255.0)) or p / "big.npy", ValueError, r"expected float images in \[0, 1\] \(or uint8 0..255\), found values in \[255, 255\]"),
     (lambda p: np.save(p / "i32.npy", np.zeros((2, 1, 4, 4), np.int32)) or p / "i32.npy", ValueError, r"expected uint8 \(0..255\) or float \(\[0, 1\]\) images, found dtype torch.int32"),
@@ -204,7 +204,7 @@ def test_errors(tmp_path, setup, error, match):
 def test_argument_errors(tmp_path):
     with pytest.raises(ValueError, match=r"image_size: expected a positive int or None, found 0"):
         load_dataset("digits", image_size=0)
-    with pytest.raises(ValueError, match=r"split: expected 'train', 'test' or 'all', found 'val'"):
+    with pytest.raises(ValueError, match=r"split: expected 'train', 'test' or 'all' .*, found 'val'"):
         load_dataset("digits", split="val")
     np.save(tmp_path / "f.npy", np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match=r"image_size=8 applies to images, found features of shape \[3, 4\]"):

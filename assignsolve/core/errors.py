@@ -73,6 +73,18 @@ class CompareError(ConfigError):
     """Bad arguments to ``compare`` (unknown option, no K, no usable rows...)."""
 
 
+class DataError(AssignsolveError, ValueError):
+    """A data file, folder or dataset name that cannot be loaded; the message names it."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A data file or folder that does not exist."""
+
+
+class DownloadError(DataError):
+    """A dataset file that could not be downloaded or failed its checksum."""
+
+
 class MissingDependencyError(AssignsolveError, ImportError):
     """An optional package that one feature needs is not installed."""
 
