@@ -30,7 +30,7 @@ class WandbLogger:
 
     def __init__(self, out: str | os.PathLike, config: Mapping, project: str = "assignsolve",
                  name: str | None = None):
-        from ..errors import optional_import
+        from ..core.errors import optional_import
 
         wandb = optional_import("wandb", "--wandb", "'assignsolve[wandb]'")
         out = Path(out)
