@@ -44,6 +44,8 @@ import assignsolve
 from assignsolve import Assignment, AssignsolveError, BaseSolver, Problem
 from assignsolve.arrays import resolve_device
 from assignsolve.errors import optional_import
+from assignsolve.ties import balanced_argmax
+from assignsolve.validators import check_exponent_range, refuse_unsupported
 
 __all__ = ["SinkhornPOT", "SinkhornNumericalError", "SinkhornPOTResult", "choose_method",
            "entropy", "sinkhorn_pot_plan"]
@@ -54,6 +56,10 @@ METHODS = ("auto", "sinkhorn", "sinkhorn_log")
 #: of ``-log(smallest normal float64)`` (= 354.0): past it the kernel entries fall below
 #: ``sqrt(tiny)`` and the scalings ``u, v`` that must compensate them risk over/underflow.
 AUTO_LOG_BOUND = -0.5 * math.log(torch.finfo(torch.float64).tiny)
+
+#: Largest score spread (and spread / epsilon) accepted: a sixteenth of the float64 maximum, so
+#: that costs ``max S - S`` and sums of two dual potentials stay finite.
+SPREAD_LIMIT = torch.finfo(torch.float64).max / 16
 
 _POT_NUMERICAL = "numerical errors at iteration"
 
@@ -212,8 +218,14 @@ class SinkhornPOT(BaseSolver):
             raise ValueError(f"method: expected one of {METHODS}, found {self.method!r}")
 
     def solve(self, problem: Problem) -> Assignment:
+        refuse_unsupported(self.name, problem, a=False, b=False)
         device = resolve_device(self.device, problem.device)
         scores = problem.scores.detach().to(device=device, dtype=torch.float64)
+        check_exponent_range(float(scores.max()) - float(scores.min()), "max S - min S", self.name,
+                             "a finite score spread", SPREAD_LIMIT)
+        check_exponent_range((float(scores.max()) - float(scores.min())) / float(self.epsilon),
+                             f"(max S - min S) / epsilon, epsilon = {self.epsilon:g}", self.name,
+                             "a score spread / epsilon in the float64 range", SPREAD_LIMIT)
         a = problem.row_marginal(torch.float64, device)
         b = problem.col_marginal(torch.float64, device)
         b = b * (a.sum() / b.sum())  # Problem accepts a 1e-5 relative mass mismatch; Sinkhorn cannot
@@ -231,9 +243,10 @@ class SinkhornPOT(BaseSolver):
                 "expected a finite plan: use method='sinkhorn_log' (or 'auto') or a larger epsilon"
             )
         soft = torch.softmax(scores / eps + res.log_v[None, :], dim=1)
+        labels = balanced_argmax(soft, b)  # identical rows tie: spread them as b asks
         score, ent = float((plan * scores).sum()), entropy(plan)
         return Assignment.for_problem(
-            problem, soft=soft, converged=converged, n_iters=res.n_iters, errors=res.errors,
+            problem, soft=soft, labels=labels, converged=converged, n_iters=res.n_iters, errors=res.errors,
             objective=score + eps * ent,
             extras={"method": method, "transport_score": score, "entropy": ent,
                     "numerical_error_at": res.numerical_error_at},
