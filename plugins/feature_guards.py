@@ -29,7 +29,7 @@ def prepare_kmeans_features(name: str, problem: Problem, x: torch.Tensor, init: 
     refuse_unsupported(name, problem, a=True, b=True,
                        instead="'lp' (size bounds, weighted marginals) or 'sinkhorn-pot' (weighted "
                        "marginals) on Problem.from_features(x, centroids)")
-    check_castable(raw_init, x.dtype, "init_centroids", f" of the {x.dtype} features")
+    check_castable(raw_init, x.dtype, "init_centroids", " of the features")
     e = overflow_exponent(x)
     if e == 0:
         return x, init, 0
@@ -67,7 +67,7 @@ def coke_unit_features(name: str, problem: Problem, x: torch.Tensor) -> torch.Te
     """
     refuse_unsupported(name, problem, sizes=False, max_size=True, a=True, b=False,
                        instead="'lp' on Problem.from_features(x, centroids)")
-    check_castable(problem.init_centroids, x.dtype, "init_centroids", f" of the {x.dtype} features")
+    check_castable(problem.init_centroids, x.dtype, "init_centroids", " of the features")
     return torch.nn.functional.normalize(pow2_row_scale(x), dim=1)
 
 

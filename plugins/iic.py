@@ -109,7 +109,7 @@ class IIC(BaseSolver):
         refuse_unsupported(self.name, problem, instead="'sinkhorn-pot' or 'lp'")
         device = resolve_device(self.device, problem.device)
         dtype = torch.float64 if problem.scores.dtype == torch.float64 else torch.float32
-        check_castable(problem.paired_scores, dtype, "paired_scores", f" of the {dtype} scores")
+        check_castable(problem.paired_scores, dtype, "paired_scores", " of the scores")
         p1 = torch.softmax(problem.scores.detach().to(device=device, dtype=dtype), dim=1)
         p2 = None
         if problem.paired_scores is not None:

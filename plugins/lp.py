@@ -322,7 +322,8 @@ class LPSolver(BaseSolver):
             sol = transport_lp(work, a, b, **opts)
             q = sol.plan
             error = max(np.linalg.norm(q.sum(1) - a), np.linalg.norm(q.sum(0) - b))
-            soft = _rows_to_soft(q, scores)
+            # a zero-mass row (a_i = 0) goes to its best cluster among those with mass (b_k > 0)
+            soft = _rows_to_soft(q, np.where(b[None, :] > 0, scores, -np.inf))
             labels = soft.argmax(1)
             in_bounds = True
         extras["status"] = sol.status

@@ -230,9 +230,18 @@ class SinkhornPOT(BaseSolver):
         b = problem.col_marginal(torch.float64, device)
         b = b * (a.sum() / b.sum())  # Problem accepts a 1e-5 relative mass mismatch; Sinkhorn cannot
         eps = float(self.epsilon)
-        method = choose_method(scores, eps) if self.method == "auto" else self.method
-        res = sinkhorn_pot_plan(scores, a, b, eps, method=method, tol=float(self.tol), max_iter=self.max_iter)
-        plan = res.plan
+        # zero masses exactly: solve on the rows with a_i > 0 and columns with b_k > 0, then put the
+        # zero rows/columns back (plan 0, log v_k = -inf: no sample goes to a zero-mass cluster)
+        rows, cols = a > 0, b > 0
+        sub = scores[rows][:, cols]
+        method = choose_method(sub, eps) if self.method == "auto" else self.method
+        res = sinkhorn_pot_plan(sub, a[rows], b[cols], eps, method=method, tol=float(self.tol),
+                                max_iter=self.max_iter)
+        plan = torch.zeros_like(scores)
+        plan[rows.nonzero()[:, :1], cols.nonzero()[:, 0][None, :]] = res.plan
+        log_v = torch.full_like(b, -math.inf)
+        log_v[cols] = res.log_v
+        res = attrs.evolve(res, plan=plan, log_v=log_v)
         final = max(res.errors[-1], float(torch.linalg.vector_norm(plan.sum(1) - a)))
         converged = final < self.tol
         if not bool(torch.isfinite(plan).all()) or (res.numerical_error_at is not None and not converged):
