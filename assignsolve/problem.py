@@ -48,9 +48,13 @@ def _check_finite(t: torch.Tensor, name: str) -> None:
     if bool(bad.any()):
         idx = tuple(int(i) for i in bad.nonzero()[0].tolist())
         n_bad = int(bad.sum())
+        value = t[idx].item()
+        hint = ""
+        if math.isinf(value) and t.dtype != torch.float64:
+            hint = f"; {t.dtype} holds |x| <= {torch.finfo(t.dtype).max:.4g}: was it cast from a larger value?"
         raise InvalidProblemError(
             f"{name}: expected finite values, found {n_bad} NaN/inf entries "
-            f"(first at index {idx}: {t[idx].item()})"
+            f"(first at index {idx}: {value}){hint}"
         )
 
 
