@@ -147,11 +147,14 @@ def collapsed_to(problem: Problem, labels: torch.Tensor) -> int | None:
     k, n = problem.n_clusters, problem.n_samples
     if k < 2 or n < 2:
         return None
+    y = labels.detach() if isinstance(labels, torch.Tensor) else torch.as_tensor(labels)
+    if problem.a is None and not bool((y == y[0]).all()):  # the common case: one pass, on device
+        return None
+    y = y.cpu()
     a = problem.row_marginal(torch.float64, torch.device("cpu"))
     b = problem.col_marginal(torch.float64, torch.device("cpu"))
     if int((a > 0).sum()) < 2 or int((b > 0).sum()) < 2:
         return None
-    y = labels.detach().cpu() if isinstance(labels, torch.Tensor) else torch.as_tensor(labels)
     y = y[a > 0]
     first = int(y[0])
     return first if bool((y == first).all()) else None

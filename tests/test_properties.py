@@ -12,8 +12,8 @@ MAX_EXAMPLES = 40
 
 #: Known failures, each owned by an open fix elsewhere (not a weaker property here).
 KNOWN = {
-    "sinkhorn-gpu": "issue 11: sinkhorn-gpu returns NaN soft for a zero entry in b (its rewrite "
-                    "in progress fixes zero-b, huge scores and size bounds)",
+    "sinkhorn-gpu": "issue 11: sinkhorn-gpu returns NaN soft for a zero entry in b and ignores "
+                    "min/max_cluster_size with converged=True (its rewrite in progress fixes both)",
 }
 
 
