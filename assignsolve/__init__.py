@@ -14,6 +14,7 @@ from .core.arrays import Family
 from .core.assignment import Assignment
 from .core.errors import (
     AssignsolveError,
+    CollapsedWarning,
     DuplicateNameError,
     InvalidProblemError,
     MissingDependencyError,
@@ -30,7 +31,7 @@ from .core.solver import BaseSolver, Solver, solve
 __version__ = "0.1.0"
 
 __all__ = [
-    "Assignment", "AssignsolveError", "BaseSolver", "DuplicateNameError", "Family",
+    "Assignment", "AssignsolveError", "BaseSolver", "CollapsedWarning", "DuplicateNameError", "Family",
     "InvalidProblemError", "MissingDependencyError", "NotConvergedWarning", "Problem", "Solver",
     "UnknownEncoderError", "UnknownPluginError", "UnknownSolverError", "get_encoder",
     "get_plugin_manager", "get_solver", "hookimpl", "list_encoders", "list_solvers", "solve",

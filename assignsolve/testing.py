@@ -34,7 +34,7 @@ from .core.assignment import Assignment
 from .core.errors import InvalidProblemError, NotConvergedWarning
 from .core.problem import Problem
 
-__all__ = ["CHECKS", "make_problem", "run_conformance"]
+__all__ = ["CHECKS", "check_properties", "make_problem", "run_conformance"]
 
 N, K, D = 60, 4, 5
 
@@ -200,7 +200,10 @@ def check_more_clusters_than_samples(solver) -> None:
         try:
             solver(problem)
         except InvalidProblemError as exc:
-            assert "N >= K" in str(exc) or "K" in str(exc), f"{solver.name}: unclear error {exc}"
+            text = str(exc)
+            assert "N >= K" in text and "N = 5" in text and "K = 8" in text, (
+                f"{solver.name}: expected an error saying 'N >= K' with N = 5 and K = 8, found {text!r}"
+            )
             return
         raise AssertionError(f"{solver.name}: requires_n_ge_k but accepted N=5, K=8")
     _check_valid(solver, problem, _run(solver, problem))
@@ -210,6 +213,17 @@ CHECKS: list[Callable] = [
     check_metadata, check_torch_float32, check_torch_float64, check_numpy_family, check_cuda_device,
     check_deterministic, check_recovers_mixture, check_missing_input, check_more_clusters_than_samples,
 ]
+
+
+def check_properties(solver, max_examples: int = 40, **config) -> None:
+    """Property-based suite (needs hypothesis): random shapes, dtypes, families, scales over the
+    whole float range, ties, duplicates, zero marginals, size bounds. Either a clear
+    ``AssignsolveError`` or a valid result, never NaN or collapse with ``converged=True``.
+    ``solver``: a registered name (with ``config``), a class or an instance. See
+    :mod:`assignsolve.properties`."""
+    from .properties import check_properties as run
+
+    run(solver, max_examples=max_examples, **config)
 
 
 def run_conformance(solver) -> list[str]:

@@ -45,6 +45,9 @@ import assignsolve
 from assignsolve import Assignment, BaseSolver, Problem
 from assignsolve.plugin import resolve_device, to_family
 from assignsolve.ops.centroids import coke_centre_step
+from assignsolve.core.guards import pow2_row_scale
+
+from .feature_guards import coke_unit_features, min_size_shortfall
 
 __all__ = [
     "CoKe",
@@ -457,7 +460,7 @@ class CoKe(BaseSolver):
                 raise ValueError(
                     f"init_centroids: expected shape {(n_clusters, dim)}, found {tuple(centres.shape)}"
                 )
-        centres = F.normalize(centres, dim=1).to(device=dev, dtype=dtype)
+        centres = F.normalize(pow2_row_scale(centres), dim=1).to(device=dev, dtype=dtype)
         lower = self._lower(n_clusters, n_samples, proportions, None).to(device=dev, dtype=dtype)
         state = CokeState(
             centres=centres,
@@ -491,7 +494,7 @@ class CoKe(BaseSolver):
         k = problem.n_clusters
         device = resolve_device(self.device, problem.device)
         dtype = torch.float64 if feats.dtype == torch.float64 else torch.float32
-        x = F.normalize(feats.to(device=device, dtype=dtype), dim=1)
+        x = coke_unit_features(self.name, problem, feats.to(device=device, dtype=dtype))
         gen = torch.Generator().manual_seed(self.seed)
 
         init = problem.init_centroids
@@ -532,6 +535,8 @@ class CoKe(BaseSolver):
                     converged = True
                     break
 
+        reason = min_size_shortfall(problem, run.state.labels)
+
         labels = run.state.labels
         centres, rho = run.state.centres, run.state.rho
         sizes = torch.bincount(labels, minlength=k).to(torch.float64).cpu()
@@ -543,7 +548,7 @@ class CoKe(BaseSolver):
             problem,
             labels=labels,
             soft=soft,
-            converged=converged,
+            converged=converged and reason is None,
             n_iters=epochs,
             errors=errors,
             objective=objective,
@@ -553,6 +558,7 @@ class CoKe(BaseSolver):
                 "lower_bound": lower.tolist(),
                 "min_size_ratio": float((sizes / target.clamp(min=1e-300)).min()),
                 "epochs": epochs,
+                **({"not_converged_reason": reason} if reason else {}),
             },
         )
 

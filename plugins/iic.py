@@ -25,6 +25,8 @@ import assignsolve
 from assignsolve import Assignment, BaseSolver, Problem
 from assignsolve.plugin import resolve_device, to_family
 from assignsolve.mi import iic_joint, mutual_information_of_joint
+from assignsolve.ops.ties import balanced_argmax
+from assignsolve.core.guards import check_castable, refuse_unsupported
 
 __all__ = ["IIC", "iic_agreement"]
 
@@ -82,8 +84,11 @@ class IIC(BaseSolver):
     The result carries ``objective = I(z, z')`` in nats, ``extras``: ``mi`` (same),
     ``loss`` (:math:`\\mathcal L_\\lambda`), ``joint`` [K, K] (in the input's family),
     ``marginal_entropy`` (:math:`H(P_c)`), ``n_views`` (1 or 2). The computation is closed-form:
-    ``converged`` is True and ``n_iters`` 0. Sample masses ``a`` and cluster marginals ``b``
-    of the problem are not used (IIC balances clusters only through the entropy term).
+    ``converged`` is True and ``n_iters`` 0, except when every sample lands in one cluster
+    (identical rows): then ``converged=False`` with a ``CollapsedWarning``. Rows whose maximum
+    ties (constant scores) go to the emptiest tied cluster. IIC balances clusters only through
+    the entropy term, so a non-uniform ``a`` or ``b`` and size bounds are refused
+    (``UnsupportedProblemError``).
     """
 
     name: ClassVar[str] = "iic"
@@ -101,8 +106,11 @@ class IIC(BaseSolver):
             raise ValueError(f"lamb: expected a number > 0, found {value!r}")
 
     def solve(self, problem: Problem) -> Assignment:
+        # IIC balances clusters only through its entropy term: a, b and size bounds are refused.
+        refuse_unsupported(self.name, problem, instead="'sinkhorn-pot' or 'lp'")
         device = resolve_device(self.device, problem.device)
         dtype = torch.float64 if problem.scores.dtype == torch.float64 else torch.float32
+        check_castable(problem.paired_scores, dtype, "paired_scores", " of the scores")
         p1 = torch.softmax(problem.scores.detach().to(device=device, dtype=dtype), dim=1)
         p2 = None
         if problem.paired_scores is not None:
@@ -116,7 +124,7 @@ class IIC(BaseSolver):
             soft = iic_agreement(p1, p2)
         return Assignment.for_problem(
             problem,
-            labels=soft.argmax(dim=1),
+            labels=balanced_argmax(soft, torch.ones(problem.n_clusters)),  # ties: spread evenly
             soft=soft,
             converged=True,
             n_iters=0,

@@ -46,6 +46,8 @@ from assignsolve.plugin import resolve_device, to_family
 from assignsolve.ops.centroids import init_kmeans_plusplus, init_random, update_centroids
 from assignsolve.ops.pca import apply_pca, fit_pca, preprocess_features
 
+from .feature_guards import prepare_kmeans_features, unscale_kmeans
+
 __all__ = [
     "KMeans",
     "KMeansResult",
@@ -397,6 +399,7 @@ class KMeans(BaseSolver):
         x = feats.detach().to(device=device, dtype=dtype)
         init = problem.init_centroids
         init = None if init is None else init.detach().to(device=device, dtype=dtype)
+        x, init, scale_exp = prepare_kmeans_features(self.name, problem, x, init, problem.init_centroids)
         if self.preprocess:
             if self.pca_dim is not None:
                 mean, proj = fit_pca(x, self.pca_dim, whiten=self.whiten)
@@ -429,17 +432,22 @@ class KMeans(BaseSolver):
                 best, best_run, best_how = res, run, how
         assert best is not None
         n_empty = int((torch.bincount(best.labels, minlength=k) == 0).sum())
+        centroids, history, objective = unscale_kmeans(best.centroids, best.history, best.objective,
+                                                       scale_exp, not (self.preprocess or spherical))
         fam = problem.family
+        # empty clusters left after the repairs (fewer than K distinct points): not a solution
+        reason = f"{n_empty} of {k} clusters empty at the end (fewer than K distinct points?)"
         return Assignment.for_problem(
             problem,
             labels=best.labels,
             soft=None,
-            converged=best.converged,
+            converged=best.converged and n_empty == 0,
             n_iters=best.n_iters,
-            errors=best.history,
-            objective=best.objective,
+            errors=history,
+            objective=objective,
             extras={
-                "centroids": to_family(best.centroids, fam, fam.result_dtype),
+                **({"not_converged_reason": reason} if n_empty else {}),
+                "centroids": to_family(centroids, fam, fam.result_dtype),
                 "n_repairs": best.n_repairs,
                 "n_empty": n_empty,
                 "init": best_how,

@@ -37,6 +37,7 @@ References
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import ClassVar
 
@@ -107,8 +108,11 @@ def _solve(cp, objective, constraints, variable, backend: str, tol: float, max_i
             # cvxpy's "Solution may be inaccurate" is reported as converged=False instead.
             warnings.filterwarnings("ignore", message="Solution may be inaccurate", category=UserWarning)
             prob.solve(solver=_CVXPY_NAME[backend], verbose=verbose, **_backend_options(backend, tol, max_iter))
-    except cp.error.SolverError as exc:
-        raise LPSolverError(f"lp: the {backend} backend failed ({exc})") from exc
+    except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
+        # cvxpy raises a bare ValueError ("Cannot unpack invalid solution") when the backend
+        # gives up, e.g. on cost coefficients HiGHS treats as infinite (>= 1e20).
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise LPSolverError(f"lp: the {backend} backend failed: {first}") from exc
     status = str(prob.status)
     if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
         raise InvalidProblemError(
@@ -213,6 +217,22 @@ def _rows_to_soft(plan: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return soft
 
 
+def lp_cost_scale(scores: np.ndarray) -> np.ndarray:
+    r"""Scores the LP solves with: :math:`(S_{ij} - \max_j S_{ij}) \cdot 2^{-e}`, entries in (-1, 0].
+
+    Both LP forms fix every row's total (``Q 1 = a`` or ``X 1 = 1``), so a per-row shift changes
+    the objective by a constant and a positive scale multiplies it: the optimal plan is the same.
+    HiGHS treats costs of magnitude >= 1e20 as infinite and its tolerances are absolute, so the
+    LP is solved on this unit-scale copy (``2^{-e}`` is exact); differences below ``tol`` times
+    the largest row spread count as ties.
+    """
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    peak = float(np.abs(shifted).max())
+    if peak == 0.0:
+        return shifted
+    return np.ldexp(shifted, -math.frexp(peak)[1])
+
+
 @attrs.frozen
 class LPSolver(BaseSolver):
     r"""Exact optimal transport / size-bounded assignment by linear programming (cvxpy + HiGHS).
@@ -271,6 +291,7 @@ class LPSolver(BaseSolver):
 
     def solve(self, problem: Problem) -> Assignment:
         scores = problem.scores.detach().to("cpu", torch.float64).numpy()
+        work = lp_cost_scale(scores)
         a = problem.row_marginal(torch.float64, "cpu").numpy()
         b = problem.col_marginal(torch.float64, "cpu").numpy()
         b = b * (a.sum() / b.sum())  # Problem accepts a 1e-5 relative mass mismatch; the LP does not
@@ -285,7 +306,7 @@ class LPSolver(BaseSolver):
                     "lp: expected either a column marginal b or cluster-size bounds, found both "
                     "(with min/max_cluster_size the sizes replace b)"
                 )
-            sol = bounded_assignment_lp(scores, a, lo, hi, **opts)
+            sol = bounded_assignment_lp(work, a, lo, hi, **opts)
             x = np.clip(sol.plan, 0.0, None)
             labels = x.argmax(1)
             sizes = np.bincount(labels, minlength=scores.shape[1])
@@ -299,10 +320,11 @@ class LPSolver(BaseSolver):
             q = a[:, None] * np.eye(scores.shape[1])[labels]  # Q = diag(a) X at the rounded vertex
             soft = _rows_to_soft(x, scores)
         else:
-            sol = transport_lp(scores, a, b, **opts)
+            sol = transport_lp(work, a, b, **opts)
             q = sol.plan
             error = max(np.linalg.norm(q.sum(1) - a), np.linalg.norm(q.sum(0) - b))
-            soft = _rows_to_soft(q, scores)
+            # a zero-mass row (a_i = 0) goes to its best cluster among those with mass (b_k > 0)
+            soft = _rows_to_soft(q, np.where(b[None, :] > 0, scores, -np.inf))
             labels = soft.argmax(1)
             in_bounds = True
         extras["status"] = sol.status

@@ -42,8 +42,9 @@ import torch
 
 import assignsolve
 from assignsolve import Assignment, AssignsolveError, BaseSolver, Problem
-from assignsolve.plugin import resolve_device
-from assignsolve.plugin import optional_import
+from assignsolve.plugin import optional_import, resolve_device
+from assignsolve.ops.ties import balanced_argmax
+from assignsolve.core.guards import check_exponent_range, refuse_unsupported
 
 __all__ = ["SinkhornPOT", "SinkhornNumericalError", "SinkhornPOTResult", "choose_method",
            "entropy", "sinkhorn_pot_plan"]
@@ -54,6 +55,10 @@ METHODS = ("auto", "sinkhorn", "sinkhorn_log")
 #: of ``-log(smallest normal float64)`` (= 354.0): past it the kernel entries fall below
 #: ``sqrt(tiny)`` and the scalings ``u, v`` that must compensate them risk over/underflow.
 AUTO_LOG_BOUND = -0.5 * math.log(torch.finfo(torch.float64).tiny)
+
+#: Largest score spread (and spread / epsilon) accepted: a sixteenth of the float64 maximum, so
+#: that costs ``max S - S`` and sums of two dual potentials stay finite.
+SPREAD_LIMIT = torch.finfo(torch.float64).max / 16
 
 _POT_NUMERICAL = "numerical errors at iteration"
 
@@ -215,15 +220,30 @@ class SinkhornPOT(BaseSolver):
             raise ValueError(f"method: expected one of {METHODS}, found {self.method!r}")
 
     def solve(self, problem: Problem) -> Assignment:
+        refuse_unsupported(self.name, problem, a=False, b=False)
         device = resolve_device(self.device, problem.device)
         scores = problem.scores.detach().to(device=device, dtype=torch.float64)
+        check_exponent_range(float(scores.max()) - float(scores.min()), "max S - min S", self.name,
+                             "a finite score spread", SPREAD_LIMIT)
+        check_exponent_range((float(scores.max()) - float(scores.min())) / float(self.epsilon),
+                             f"(max S - min S) / epsilon, epsilon = {self.epsilon:g}", self.name,
+                             "a score spread / epsilon in the float64 range", SPREAD_LIMIT)
         a = problem.row_marginal(torch.float64, device)
         b = problem.col_marginal(torch.float64, device)
         b = b * (a.sum() / b.sum())  # Problem accepts a 1e-5 relative mass mismatch; Sinkhorn cannot
         eps = float(self.epsilon)
-        method = choose_method(scores, eps) if self.method == "auto" else self.method
-        res = sinkhorn_pot_plan(scores, a, b, eps, method=method, tol=float(self.tol), max_iter=self.max_iter)
-        plan = res.plan
+        # zero masses exactly: solve on the rows with a_i > 0 and columns with b_k > 0, then put the
+        # zero rows/columns back (plan 0, log v_k = -inf: no sample goes to a zero-mass cluster)
+        rows, cols = a > 0, b > 0
+        sub = scores[rows][:, cols]
+        method = choose_method(sub, eps) if self.method == "auto" else self.method
+        res = sinkhorn_pot_plan(sub, a[rows], b[cols], eps, method=method, tol=float(self.tol),
+                                max_iter=self.max_iter)
+        plan = torch.zeros_like(scores)
+        plan[rows.nonzero()[:, :1], cols.nonzero()[:, 0][None, :]] = res.plan
+        log_v = torch.full_like(b, -math.inf)
+        log_v[cols] = res.log_v
+        res = attrs.evolve(res, plan=plan, log_v=log_v)
         final = max(res.errors[-1], float(torch.linalg.vector_norm(plan.sum(1) - a)))
         converged = final < self.tol
         if not bool(torch.isfinite(plan).all()) or (res.numerical_error_at is not None and not converged):
@@ -234,9 +254,10 @@ class SinkhornPOT(BaseSolver):
                 "expected a finite plan: use method='sinkhorn_log' (or 'auto') or a larger epsilon"
             )
         soft = torch.softmax(scores / eps + res.log_v[None, :], dim=1)
+        labels = balanced_argmax(soft, b)  # identical rows tie: spread them as b asks
         score, ent = float((plan * scores).sum()), entropy(plan)
         return Assignment.for_problem(
-            problem, soft=soft, converged=converged, n_iters=res.n_iters, errors=res.errors,
+            problem, soft=soft, labels=labels, converged=converged, n_iters=res.n_iters, errors=res.errors,
             objective=score + eps * ent,
             extras={"method": method, "transport_score": score, "entropy": ent,
                     "numerical_error_at": res.numerical_error_at},

@@ -96,6 +96,14 @@ class NotConvergedWarning(UserWarning):
     """
 
 
+class CollapsedWarning(NotConvergedWarning):
+    """A solver put every sample in one cluster although the problem asks for several.
+
+    Reported as ``Assignment.converged == False`` with ``extras["collapsed_to"]``; a subclass of
+    :class:`NotConvergedWarning`, so code counting non-converged solves counts it too.
+    """
+
+
 def optional_import(module: str, purpose: str, install: str | None = None):
     """Import ``module`` or raise :class:`MissingDependencyError` saying who needs it."""
     import importlib

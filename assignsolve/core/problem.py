@@ -48,9 +48,13 @@ def _check_finite(t: torch.Tensor, name: str) -> None:
     if bool(bad.any()):
         idx = tuple(int(i) for i in bad.nonzero()[0].tolist())
         n_bad = int(bad.sum())
+        value = t[idx].item()
+        hint = ""
+        if math.isinf(value) and t.dtype != torch.float64:
+            hint = f"; {t.dtype} holds |x| <= {torch.finfo(t.dtype).max:.4g}: was it cast from a larger value?"
         raise InvalidProblemError(
             f"{name}: expected finite values, found {n_bad} NaN/inf entries "
-            f"(first at index {idx}: {t[idx].item()})"
+            f"(first at index {idx}: {value}){hint}"
         )
 
 
@@ -66,8 +70,9 @@ def _marginal(x: Array | None, name: str, length: int) -> torch.Tensor | None:
     if bool((t < 0).any()):
         i = int((t < 0).nonzero()[0])
         raise InvalidProblemError(f"{name}: expected non-negative masses, found {name}[{i}] = {t[i].item()}")
-    if float(t.sum()) <= 0:
-        raise InvalidProblemError(f"{name}: expected a positive total mass, found {float(t.sum())}")
+    total = float(t.double().sum())
+    if not total > 0 or not math.isfinite(total):
+        raise InvalidProblemError(f"{name}: expected a positive, finite total mass, found {total}")
     return t
 
 
@@ -227,6 +232,12 @@ class Problem:
             raise InvalidProblemError(
                 f"centroids: expected {x.shape[1]} columns like features, found {c.shape[1]}"
             )
+        if c.is_floating_point() and torch.finfo(c.dtype).max > torch.finfo(x.dtype).max:
+            if bool((c.abs() > torch.finfo(x.dtype).max).any()):
+                raise InvalidProblemError(
+                    f"centroids: expected |values| <= {torch.finfo(x.dtype).max:.4g} (the {x.dtype} "
+                    f"range of the features), found {float(c.abs().max()):.6g}"
+                )
         c = c.to(device=x.device, dtype=x.dtype)
         if metric == "cosine":
             s = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(c, dim=1).T

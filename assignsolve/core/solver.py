@@ -10,10 +10,10 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import attrs
 
 from .assignment import Assignment
-from .errors import InvalidProblemError, NotConvergedWarning
+from .errors import CollapsedWarning, InvalidProblemError, NotConvergedWarning
 from .problem import Problem
 
-__all__ = ["Solver", "BaseSolver", "Needs", "OnlineSolver", "OnlineState", "check_problem"]
+__all__ = ["Solver", "BaseSolver", "Needs", "OnlineSolver", "OnlineState", "check_problem", "report_collapse"]
 
 Needs = Literal["scores", "features", "scores_or_features"]
 
@@ -116,15 +116,38 @@ class BaseSolver:
         start = time.perf_counter()
         result = self.solve(problem)
         result = attrs.evolve(result, solver=self.name, seconds=time.perf_counter() - start)
-        if not result.converged:
+        result = report_collapse(self.name, problem, result)
+        if not result.converged and "collapsed_to" not in result.extras:
+            reason = result.extras.get("not_converged_reason")
             warnings.warn(
                 NotConvergedWarning(
+                    f"{self.name}: not converged: {reason}" if reason else
                     f"{self.name}: not converged after {result.n_iters} iterations "
                     f"(last error {result.marginal_error:.3g}); raise max_iter or tol"
                 ),
                 stacklevel=2,
             )
         return result
+
+
+def report_collapse(name: str, problem: Problem, result: Assignment) -> Assignment:
+    """``result`` with ``converged=False`` and a :class:`CollapsedWarning` when every sample went to
+    one cluster although the problem asks for several (see :func:`validators.collapsed_to`)."""
+    from .guards import collapsed_to
+
+    if not result.converged:
+        return result
+    cluster = collapsed_to(problem, result.labels)
+    if cluster is None:
+        return result
+    warnings.warn(
+        CollapsedWarning(
+            f"{name}: every one of the N = {problem.n_samples} samples went to cluster {cluster} "
+            f"of K = {problem.n_clusters} (collapse); reported as converged=False"
+        ),
+        stacklevel=3,
+    )
+    return attrs.evolve(result, converged=False, extras={**result.extras, "collapsed_to": cluster})
 
 
 def solve(problem: Problem, solver: str | Solver = "sinkhorn-gpu", **config) -> Assignment:
