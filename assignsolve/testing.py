@@ -200,7 +200,10 @@ def check_more_clusters_than_samples(solver) -> None:
         try:
             solver(problem)
         except InvalidProblemError as exc:
-            assert "N >= K" in str(exc) or "K" in str(exc), f"{solver.name}: unclear error {exc}"
+            message = str(exc)
+            # the message must name both numbers: N = 5 samples and K = 8 clusters
+            named = ("5" in message and "8" in message and "N" in message and "K" in message)
+            assert named, f"{solver.name}: error should name N = 5 and K = 8, found {message!r}"
             return
         raise AssertionError(f"{solver.name}: requires_n_ge_k but accepted N=5, K=8")
     _check_valid(solver, problem, _run(solver, problem))

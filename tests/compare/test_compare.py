@@ -458,3 +458,24 @@ def test_write_outputs_with_failed_row(only, tmp_path):
     failed = next(r for r in report["rows"] if r["solver"] == "test-needs-n-ge-k")
     assert failed["status"] == "failed" and "N >= K" in failed["reason"]
     assert list(np.load(paths["labels"]).keys()) == ["solver:greedy-balanced", "index", "true"]
+
+
+def test_solver_opt_values_are_typed_like_run():
+    from assignsolve.cli.options import parse_kv
+
+    opts = parse_solver_opts(["kmeans.preprocess=false", "kmeans.max_iter=5", "kmeans.init='kmeans++'",
+                              "sinkhorn-gpu.epsilon=0.05", "lp.tol=None", "coke.init=kmeans++"])
+    assert opts["kmeans"] == {"preprocess": False, "max_iter": 5, "init": "kmeans++"}
+    assert opts["kmeans"]["preprocess"] is False  # the string "false" would be truthy
+    assert opts["sinkhorn-gpu"] == {"epsilon": 0.05} and opts["lp"] == {"tol": None}
+    assert opts["coke"] == {"init": "kmeans++"}
+    assert parse_kv(["preprocess=false", "max_iter=5"], "--solver-opt") == {"preprocess": False, "max_iter": 5}
+
+
+def test_compare_accepts_run_flag_names(only, tmp_path, capsys):
+    only("greedy")
+    np.save(tmp_path / "f.npy", blobs(n_per=5)[0])
+    proc = cli(capsys, "--data", str(tmp_path / "f.npy"), "--n-clusters", "3", "--solvers", "greedy-balanced",
+               "--iters", "2", "--isolation", "inline", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["info"]["k"] == 3
