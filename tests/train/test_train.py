@@ -9,6 +9,7 @@ import argparse
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
