@@ -9,6 +9,7 @@ exactly as for any installed distribution. If it is already installed, nothing i
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,9 +27,12 @@ def _install_example() -> str | None:
     except metadata.PackageNotFoundError:
         pass
     target = tempfile.mkdtemp(prefix="assignsolve-example-plugin-")
+    # build from a copy, so that setuptools writes no build/ or egg-info into docs/
+    source = Path(tempfile.mkdtemp(prefix="assignsolve-example-src-")) / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", target, str(EXAMPLE)],
+         "--no-index", "--target", target, str(source)],
         check=True,
     )
     return target

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..core.errors import ConfigError
 
-__all__ = ["centroid_update", "coke_centre_step", "init_centroids", "init_kmeans_plusplus",
+__all__ = ["SPLIT_EPS", "centroid_update", "coke_centre_step", "split_empty_clusters", "init_centroids", "init_kmeans_plusplus",
            "init_random", "kmeans_plusplus", "update_centroids"]
 
 
@@ -256,3 +256,69 @@ def coke_centre_step(
     updated = F.normalize((centres * counts.to(centres.dtype)[:, None] + sums) / denom, dim=1)
     touched = (batch > 0)[:, None]
     return torch.where(touched, updated, centres), new_counts
+
+
+#: Relative perturbation of a split centroid: faiss' ``EPS`` ("a bit above machine epsilon for
+#: float16") in ``Clustering.cpp``.
+SPLIT_EPS = 1.0 / 1024.0
+
+
+@torch.no_grad()
+def split_empty_clusters(
+    centroids: torch.Tensor,
+    counts: torch.Tensor,
+    generator: torch.Generator,
+    eps: float = SPLIT_EPS,
+) -> int:
+    r"""Re-seed empty clusters by splitting populated ones, in place (faiss ``split_clusters``).
+
+    For each empty cluster :math:`e` (in index order): draw a donor :math:`j` with probability
+    :math:`(n_j - 1) / \sum_l (n_l - 1)_+` (faiss: :math:`(n_j - 1)/(N - K)` with a sequential
+    rejection scan; singleton clusters are never split), then
+
+    .. math:: c_e = c_j \odot (1 + \epsilon s), \quad c_j \leftarrow c_j \odot (1 - \epsilon s),
+              \quad n_e = n_j / 2, \quad n_j \leftarrow n_j - n_e,
+
+    with :math:`s = (+1, -1, +1, \dots)` alternating over dimensions, :math:`\epsilon = 1/1024`.
+    The alternating sign (faiss' choice) moves the two copies apart in a direction that survives
+    re-normalisation, so it also works for spherical k-means, where a pure rescaling would not.
+    Caron et al. 2018, Sec. 3.3 "Avoiding trivial solutions: empty clusters".
+
+    Parameters
+    ----------
+    centroids : torch.Tensor [K, D]
+        Modified in place.
+    counts : torch.Tensor [K]
+        Cluster sizes; modified in place (the assumed even split).
+    generator : torch.Generator
+        CPU generator for the donor draws (reproducible on any device).
+    eps : float
+        Relative perturbation.
+
+    Returns
+    -------
+    int
+        Number of splits performed.
+    """
+    if not bool((counts == 0).any()):
+        return 0
+    sizes = counts.detach().to("cpu", torch.float64)
+    dim = centroids.shape[1]
+    sign = torch.ones(dim, dtype=centroids.dtype, device=centroids.device)
+    sign[1::2] = -1.0
+    up, down = 1.0 + eps * sign, 1.0 - eps * sign
+    n_split = 0
+    for e in (sizes == 0).nonzero().flatten().tolist():
+        weight = (sizes - 1.0).clamp_min(0.0)
+        total = float(weight.sum())
+        if total <= 0.0:  # every cluster is a singleton or empty: nothing to split
+            break
+        j = int(torch.multinomial(weight / total, 1, generator=generator))
+        donor = centroids[j].clone()
+        centroids[e] = donor * up
+        centroids[j] = donor * down
+        sizes[e] = sizes[j] / 2.0
+        sizes[j] -= sizes[e]
+        n_split += 1
+    counts.copy_(sizes.to(counts))
+    return n_split

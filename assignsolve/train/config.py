@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from ..core.errors import TrainError, optional_import
+from ..cli.options import parse_kv, parse_value  # noqa: F401  (parse_value: re-exported)
 from ..core.validators import at_least, choice
 from ..registry.manager import solver_entry
 
@@ -175,6 +176,10 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
 ]
 
 
+#: the same names as ``assignsolve compare`` (whose --features/--k are aliases there too)
+ALIASES = {"data": ("--features",), "n_clusters": ("--k",)}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``assignsolve run`` flags; every default lives in :class:`TrainConfig`."""
     defaults = {f.name: f.default for f in attrs.fields(TrainConfig)}
@@ -182,47 +187,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TOML (or YAML, with pyyaml) file of options named like the flags "
                              "(dashes or underscores); flags given on the command line override it")
     for name, typ, metavar, help_ in _FLAGS:
-        flag = "--" + name.replace("_", "-")
+        flag = ["--" + name.replace("_", "-"), *ALIASES.get(name, ())]
         default = defaults[name]
         shown = default.factory() if isinstance(default, attrs.Factory) else default
         help_suffix = "" if shown is None else f" (default: {shown})"  # None: help_ says how it resolves
         if typ is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(*flag, dest=name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_ + help_suffix)
         elif typ == "kv":
-            parser.add_argument(flag, dest=name, action="append", metavar=metavar,
+            parser.add_argument(*flag, dest=name, action="append", metavar=metavar,
                                 default=argparse.SUPPRESS, help=help_)
         else:
-            parser.add_argument(flag, dest=name, type=typ, metavar=metavar,
+            parser.add_argument(*flag, dest=name, type=typ, metavar=metavar,
                                 default=argparse.SUPPRESS, help=help_ + help_suffix)
-
-
-def _parse_value(text: str):
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def _parse_kv(items, flag: str) -> dict:
-    if isinstance(items, Mapping):
-        return dict(items)
-    out = {}
-    for item in items or ():
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise TrainError(f"{flag}: expected KEY=VALUE, found {item!r}")
-        out[key.strip()] = _parse_value(value)
-    return out
+    return parse_kv(items, flag, error=TrainError)
 
 
 def load_config_file(path: str | os.PathLike) -> dict:

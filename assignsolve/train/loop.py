@@ -54,7 +54,7 @@ from .context import Context, MetricsLog, _fmt, evaluate
 from .model import LocalMaps, LocalProjection, Model
 from .rng import _rng_state, _seed_everything, _set_rng_state
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "save_checkpoint", "train_one_epoch", "train_step"]
 
 
 # =============================================================================== the loop
@@ -179,49 +179,8 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
 
     last = log.history[-1] if log.history else {}
     for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        # 4a. whole-dataset assignment (SeLa, DeepCluster): solver under no_grad, eval mode
-        recipe.start_epoch(ctx, epoch)
-        # 4b. mini-batches
-        model.train()
-        batches = list(_batches(recipe.order(epoch), cfg.batch_size, d))
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and d.main),
-                   leave=False, dynamic_ncols=True)
-        loss_sum, bal_sum, steps = 0.0, 0.0, 0
-        for idx in bar:
-            x = data.x[idx].to(device, non_blocking=True)
-            need_two = recipe.two_views or amdim_weight > 0
-            with torch.no_grad():
-                v1, v2 = augment(x)
-            with ctx.autocast():
-                if need_two:
-                    both = ddp_model(torch.cat([v1, v2]), with_amdim=amdim_weight > 0)
-                    out1, out2 = _split(both, v1.shape[0])
-                else:
-                    out1, out2 = ddp_model(v1), None
-                loss, shown = recipe.loss(ctx, out1, out2, idx)
-                if amdim_weight > 0:
-                    g1, l1 = out1["amdim"]
-                    g2, l2 = out2["amdim"]
-                    loss = loss + amdim_weight * amdim_loss(g1, l1, g2, l2, cfg.amdim_clip, cfg.amdim_reg)
-            if not torch.isfinite(loss):
-                raise TrainError(f"epoch {epoch + 1}: expected a finite loss, found {float(loss)} "
-                                 "(lower --lr, or check the solver's epsilon)")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            recipe.after_step(ctx)
-            bal = balance(shown, k) if shown is not None else float("nan")
-            loss_sum += float(loss.detach())
-            bal_sum += bal if shown is not None else 0.0
-            steps += 1
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", balance=f"{bal:.2f}")
-        bar.close()
-        recipe.end_epoch(ctx, epoch)
-        row = {"epoch": epoch + 1, "loss": loss_sum / max(steps, 1), "batch_balance": bal_sum / max(steps, 1),
-               "steps": steps, "seconds": time.perf_counter() - t0,
-               "solver_calls": assigner.calls, "solver_not_converged": assigner.not_converged}
+        # 4a + 4b. whole-dataset assignment, then the mini-batches
+        row = train_one_epoch(ctx, epoch, amdim_weight)
         # 4c. evaluation
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             row.update(evaluate(ctx))
@@ -231,13 +190,7 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         last = row
         # 4d. checkpoint (every epoch)
         if d.main:
-            _save(ckpt_path, {
-                "epoch": epoch + 1, "config": {**attrs.asdict(cfg), "recipe": recipe_name},
-                "encoder": model.encoder.state_dict(), "heads": model.heads.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "recipe": recipe.state_dict(), "solver": {"name": cfg.solver, "options": assigner.options},
-                "rng": _rng_state(device), "history": log.history,
-            })
+            save_checkpoint(ckpt_path, ctx, epoch + 1, log.history, recipe_name)
         if d.enabled:
             dist.barrier()
     if assigner.not_converged and d.main:
@@ -246,6 +199,72 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             "(see solver_not_converged in metrics.csv; raise max_iter with --solver-opt)"), stacklevel=2)
     log.close()
     return {**last, "history": log.history, "out": str(out), "n_clusters": k, "recipe": recipe_name}
+
+
+def train_one_epoch(ctx: Context, epoch: int, amdim_weight: float = 0.0) -> dict:
+    """One epoch: the recipe's whole-dataset work, then every mini-batch; returns the epoch's row."""
+    cfg, d, recipe, model = ctx.cfg, ctx.dist, ctx.recipe, ctx.model
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    # whole-dataset assignment (SeLa, DeepCluster): solver under no_grad, eval mode
+    recipe.start_epoch(ctx, epoch)
+    model.train()
+    batches = list(_batches(recipe.order(epoch), cfg.batch_size, d))
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and d.main),
+               leave=False, dynamic_ncols=True)
+    loss_sum, bal_sum, steps = 0.0, 0.0, 0
+    for idx in bar:
+        loss, shown = train_step(ctx, idx, epoch, amdim_weight)
+        bal = balance(shown, recipe.k) if shown is not None else float("nan")
+        loss_sum += float(loss.detach())
+        bal_sum += bal if shown is not None else 0.0
+        steps += 1
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}", balance=f"{bal:.2f}")
+    bar.close()
+    recipe.end_epoch(ctx, epoch)
+    return {"epoch": epoch + 1, "loss": loss_sum / max(steps, 1), "batch_balance": bal_sum / max(steps, 1),
+            "steps": steps, "seconds": time.perf_counter() - t0,
+            "solver_calls": ctx.assigner.calls, "solver_not_converged": ctx.assigner.not_converged}
+
+
+def train_step(ctx: Context, idx: torch.Tensor, epoch: int, amdim_weight: float = 0.0):
+    """One optimiser step on the samples ``idx``: views, forward, the recipe's loss (+ AMDIM), backward."""
+    cfg, recipe = ctx.cfg, ctx.recipe
+    x = ctx.data.x[idx].to(ctx.device, non_blocking=True)
+    with torch.no_grad():
+        v1, v2 = ctx.augment(x)
+    with ctx.autocast():
+        if recipe.two_views or amdim_weight > 0:
+            both = ctx.ddp_model(torch.cat([v1, v2]), with_amdim=amdim_weight > 0)
+            out1, out2 = _split(both, v1.shape[0])
+        else:
+            out1, out2 = ctx.ddp_model(v1), None
+        loss, shown = recipe.loss(ctx, out1, out2, idx)
+        if amdim_weight > 0:  # AMDIM as an added objective, on any recipe
+            (g1, l1), (g2, l2) = out1["amdim"], out2["amdim"]
+            loss = loss + amdim_weight * amdim_loss(g1, l1, g2, l2, cfg.amdim_clip, cfg.amdim_reg)
+    if not torch.isfinite(loss):
+        raise TrainError(f"epoch {epoch + 1}: expected a finite loss, found {float(loss)} "
+                         "(lower --lr, or check the solver's epsilon)")
+    ctx.optimizer.zero_grad(set_to_none=True)
+    ctx.scaler.scale(loss).backward()
+    ctx.scaler.step(ctx.optimizer)
+    ctx.scaler.update()
+    recipe.after_step(ctx)
+    return loss, shown
+
+
+def save_checkpoint(path: Path, ctx: Context, epoch: int, history: list, recipe_name: str) -> None:
+    """Everything ``--resume`` needs, written atomically."""
+    cfg, model = ctx.cfg, ctx.model
+    _save(path, {
+        "epoch": epoch, "config": {**attrs.asdict(cfg), "recipe": recipe_name},
+        "encoder": model.encoder.state_dict(), "heads": model.heads.state_dict(),
+        "optimizer": ctx.optimizer.state_dict(), "scaler": ctx.scaler.state_dict(),
+        "recipe": ctx.recipe.state_dict(), "solver": {"name": cfg.solver, "options": ctx.assigner.options},
+        "rng": _rng_state(ctx.device), "history": history,
+    })
 
 
 def _split(both: dict, b: int) -> tuple[dict, dict]:

@@ -25,10 +25,7 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from assignsolve.registry import manager as plugins
-from assignsolve.compare import (
-    CompareConfig, CompareError, centroid_update, compare, drop_nonfinite, init_centroids,
-    kmeans_plusplus, marginal_error, parse_solver_opts, write_outputs,
-)
+from assignsolve.compare import CompareConfig, CompareError, compare, init_centroids, write_outputs
 from assignsolve.core.errors import UnknownSolverError
 
 GOOD = '''
@@ -185,60 +182,6 @@ def cli(capsys, *args):
 INLINE = dict(isolation="inline", timeout=None)
 
 
-# --------------------------------------------------------------------------- pure pieces
-def test_centroid_update_is_weighted_mean_and_keeps_empty_clusters():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(7, 3))
-    q = rng.random((7, 3))
-    q[:, 2] = 0.0
-    prev = rng.normal(size=(3, 3))
-    c = centroid_update(torch.from_numpy(x), torch.from_numpy(q), torch.from_numpy(prev)).numpy()
-    for j in range(2):
-        np.testing.assert_allclose(c[j], (q[:, j, None] * x).sum(0) / q[:, j].sum(), rtol=1e-12)
-    np.testing.assert_array_equal(c[2], prev[2])
-
-
-def test_marginal_error_hand_values():
-    labels = torch.tensor([0, 0, 0, 1])  # sizes 3/4, 1/4 against 1/2, 1/2
-    q = torch.nn.functional.one_hot(labels, 2).double()
-    assert marginal_error(q) == pytest.approx(0.5)
-    assert marginal_error(torch.full((6, 3), 1 / 3, dtype=torch.float64)) == pytest.approx(0.0, abs=1e-15)
-
-
-def test_kmeans_plusplus_seeding():
-    x = torch.tensor([[0.0, 0], [0.1, 0], [0, 0.1], [10, 10], [10.1, 10], [-10, 5]])
-    idx = kmeans_plusplus(x, 3, seed=0)
-    assert len(set(idx.tolist())) == 3
-    # D^2 sampling with greedy trials picks one point of each far-apart group
-    groups = {0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 2}
-    for seed in range(5):
-        assert sorted(groups[i] for i in kmeans_plusplus(x, 3, seed=seed).tolist()) == [0, 1, 2]
-    assert torch.equal(kmeans_plusplus(x, 3, seed=3), kmeans_plusplus(x, 3, seed=3))
-    # K > N: every point is chosen before any repeats
-    big = kmeans_plusplus(x, 9, seed=0)
-    assert set(big[:6].tolist()) == set(range(6)) and len(big) == 9
-    c = init_centroids(x, 4, "random", seed=0)
-    assert c.shape == (4, 2) and len({tuple(r) for r in c.tolist()}) == 4
-
-
-def test_drop_nonfinite_reports_indices():
-    x = np.arange(20, dtype=np.float32).reshape(10, 2)
-    x[3, 0], x[7, 1], x[8, 0] = np.nan, np.inf, -np.inf
-    y = np.arange(10)
-    xk, yk, kept, dropped = drop_nonfinite(x, y)
-    assert dropped.tolist() == [3, 7, 8] and kept.tolist() == [0, 1, 2, 4, 5, 6, 9]
-    np.testing.assert_array_equal(xk, x[kept])
-    np.testing.assert_array_equal(yk, y[kept])
-
-
-def test_parse_solver_opts():
-    opts = parse_solver_opts(["sinkhorn-gpu.epsilon=0.05", "kmeans.init=kmeans++", "a.b.max_iter=3",
-                              "x.device=None", "x.flag=True"])
-    assert opts == {"sinkhorn-gpu": {"epsilon": 0.05}, "kmeans": {"init": "kmeans++"},
-                    "a.b": {"max_iter": 3}, "x": {"device": None, "flag": True}}
-    for bad in ["epsilon=0.05", "kmeans.init", ".x=1", "kmeans.=1"]:
-        with pytest.raises(CompareError, match="expected NAME.key=value"):
-            parse_solver_opts([bad])
 
 
 # --------------------------------------------------------------------------- protocol
@@ -458,3 +401,12 @@ def test_write_outputs_with_failed_row(only, tmp_path):
     failed = next(r for r in report["rows"] if r["solver"] == "test-needs-n-ge-k")
     assert failed["status"] == "failed" and "N >= K" in failed["reason"]
     assert list(np.load(paths["labels"]).keys()) == ["solver:greedy-balanced", "index", "true"]
+
+
+def test_compare_accepts_run_flag_names(only, tmp_path, capsys):
+    only("greedy")
+    np.save(tmp_path / "f.npy", blobs(n_per=5)[0])
+    proc = cli(capsys, "--data", str(tmp_path / "f.npy"), "--n-clusters", "3", "--solvers", "greedy-balanced",
+               "--iters", "2", "--isolation", "inline", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["info"]["k"] == 3

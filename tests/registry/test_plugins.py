@@ -92,7 +92,7 @@ def test_cli_plugins_lists_name_version_hooks():
     out = cli("plugins")
     assert out.returncode == 0, out.stderr
     row = next(line for line in out.stdout.splitlines() if line.startswith("greedy "))
-    assert row.split() == ["greedy", "assignsolve-greedy", "0.1.0", "register_solvers"]
+    assert row.split() == ["greedy", "assignsolve-greedy", "0.1.0", "register_recipes,", "register_solvers"]
 
 
 def test_cli_solvers_shows_needs_and_gpu():
@@ -157,3 +157,60 @@ def test_encoder_families_and_unknown_encoders():
 def test_missing_optional_dependency_message():
     with pytest.raises(MissingDependencyError, match="TensorBoard logging needs the optional package 'no_such_module_xyz'"):
         optional_import("no_such_module_xyz", "TensorBoard logging")
+
+
+def test_plain_attrs_metadata_field_fails_clearly():
+    @attrs.frozen
+    class Mine(assignsolve.BaseSolver):
+        """Metadata written as an attrs field: an instance field, the class sees a slot descriptor."""
+        name: str = "mine"
+
+    module = types.ModuleType("mine")
+    module.register_solvers = hookimpl(lambda register: register(Mine))
+    with pytest.raises(plugins.PluginMetadataError,
+                       match=r"plugin 'plugin0': solver .*Mine.*expected 'name' to be a str class attribute, "
+                             r"found member_descriptor .*ClassVar\[str\]"):
+        plugins.build_registry(_manager(module))
+    assert issubclass(plugins.PluginMetadataError, assignsolve.AssignsolveError)
+
+
+def test_bad_needs_and_missing_recipe_name_fail_clearly():
+    class Odd(assignsolve.BaseSolver):
+        name = "odd"
+        needs = "pixels"
+
+    class NoName:
+        """A recipe without a name."""
+
+    module = types.ModuleType("odd")
+    module.register_solvers = hookimpl(lambda register: register(Odd))
+    with pytest.raises(plugins.PluginMetadataError, match="expected needs in .* found 'pixels'"):
+        plugins.build_registry(_manager(module))
+    module = types.ModuleType("noname")
+    module.register_recipes = hookimpl(lambda register: register(NoName))
+    with pytest.raises(plugins.PluginMetadataError, match="needs a non-empty class attribute 'name'"):
+        plugins.build_registry(_manager(module))
+
+
+def test_example_plugin_registered_in_process():
+    """The example module itself, registered with pluggy in this process (no entry points)."""
+    import assignsolve_greedy
+
+    registry = plugins.build_registry(_manager(assignsolve_greedy))
+    assert list(registry.solvers) == ["greedy-balanced"] and list(registry.recipes) == ["greedy-relabel"]
+    entry = registry.solvers["greedy-balanced"]
+    assert (entry.default_recipe, entry.recipe_options, entry.needs) == ("greedy-relabel", {}, "scores")
+    recipe = registry.recipes["greedy-relabel"].cls
+    from assignsolve.train.recipes import Recipe
+
+    assert issubclass(recipe, Recipe) and recipe.name == "greedy-relabel" and not recipe.two_views
+
+
+def test_builtin_solvers_declare_their_recipes():
+    reg = plugins.get_registry()
+    assert {n: reg.solvers[n].default_recipe for n in ["coke", "iic", "kmeans", "lp", "sinkhorn-gpu", "sinkhorn-pot"]} == {
+        "coke": "coke", "iic": "iic", "kmeans": "deepcluster", "lp": "sela", "sinkhorn-gpu": "swav",
+        "sinkhorn-pot": "sela"}
+    assert reg.solvers["sinkhorn-gpu"].recipe_options == {"sela": {"epsilon": 0.1}, "swav": {"epsilon": 0.05}}
+    builtin = {n for n, e in reg.recipes.items() if e.plugin == "recipes"}
+    assert builtin == {"amdim", "coke", "deepcluster", "iic", "sela", "swav"}

@@ -9,6 +9,7 @@ import argparse
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -212,12 +213,14 @@ def test_help_explains_every_flag(capsys):
 
 
 def test_cli_run_end_to_end_writes_outputs(tmp_path, capsys):
-    rc = cli.main(["run", "--solver", "greedy-balanced", "--limit", "64", "--epochs", "1",
-                   "--batch-size", "32", "--encoder-opt", "width=8", "--n-clusters", "4",
-                   "--out", str(tmp_path / "o"), "--no-progress"])
+    # the example plugin's own recipe, chosen by name, with the example solver
+    rc = cli.main(["run", "--solver", "greedy-balanced", "--method", "greedy-relabel", "--limit", "64",
+                   "--epochs", "1", "--batch-size", "32", "--encoder-opt", "width=8", "--k", "4",
+                   "--features", "digits", "--out", str(tmp_path / "o"), "--no-progress"])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["recipe"] == "sela" and printed["epoch"] == 1
+    assert printed["recipe"] == "greedy-relabel" and printed["epoch"] == 1 and printed["solver_calls"] >= 2
+    assert printed["n_clusters"] == 4 and printed["pl_nonempty"] >= 2 and np.isfinite(printed["loss"])
     for name in ("checkpoint.pt", "metrics.csv", "metrics.jsonl", "config.json"):
         assert (tmp_path / "o" / name).is_file()
 

@@ -1,0 +1,81 @@
+"""``compare``'s pure pieces: weighted centroid means, marginal error, k-means++ seeding,
+non-finite rows and the typed ``NAME.key=value`` options (hand-computed references)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from assignsolve.compare import (
+    CompareError, centroid_update, drop_nonfinite, init_centroids, kmeans_plusplus, marginal_error,
+    parse_solver_opts,
+)
+
+
+# --------------------------------------------------------------------------- pure pieces
+def test_centroid_update_is_weighted_mean_and_keeps_empty_clusters():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(7, 3))
+    q = rng.random((7, 3))
+    q[:, 2] = 0.0
+    prev = rng.normal(size=(3, 3))
+    c = centroid_update(torch.from_numpy(x), torch.from_numpy(q), torch.from_numpy(prev)).numpy()
+    for j in range(2):
+        np.testing.assert_allclose(c[j], (q[:, j, None] * x).sum(0) / q[:, j].sum(), rtol=1e-12)
+    np.testing.assert_array_equal(c[2], prev[2])
+
+
+def test_marginal_error_hand_values():
+    labels = torch.tensor([0, 0, 0, 1])  # sizes 3/4, 1/4 against 1/2, 1/2
+    q = torch.nn.functional.one_hot(labels, 2).double()
+    assert marginal_error(q) == pytest.approx(0.5)
+    assert marginal_error(torch.full((6, 3), 1 / 3, dtype=torch.float64)) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_kmeans_plusplus_seeding():
+    x = torch.tensor([[0.0, 0], [0.1, 0], [0, 0.1], [10, 10], [10.1, 10], [-10, 5]])
+    idx = kmeans_plusplus(x, 3, seed=0)
+    assert len(set(idx.tolist())) == 3
+    # D^2 sampling with greedy trials picks one point of each far-apart group
+    groups = {0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 2}
+    for seed in range(5):
+        assert sorted(groups[i] for i in kmeans_plusplus(x, 3, seed=seed).tolist()) == [0, 1, 2]
+    assert torch.equal(kmeans_plusplus(x, 3, seed=3), kmeans_plusplus(x, 3, seed=3))
+    # K > N: every point is chosen before any repeats
+    big = kmeans_plusplus(x, 9, seed=0)
+    assert set(big[:6].tolist()) == set(range(6)) and len(big) == 9
+    c = init_centroids(x, 4, "random", seed=0)
+    assert c.shape == (4, 2) and len({tuple(r) for r in c.tolist()}) == 4
+
+
+def test_drop_nonfinite_reports_indices():
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    x[3, 0], x[7, 1], x[8, 0] = np.nan, np.inf, -np.inf
+    y = np.arange(10)
+    xk, yk, kept, dropped = drop_nonfinite(x, y)
+    assert dropped.tolist() == [3, 7, 8] and kept.tolist() == [0, 1, 2, 4, 5, 6, 9]
+    np.testing.assert_array_equal(xk, x[kept])
+    np.testing.assert_array_equal(yk, y[kept])
+
+
+def test_parse_solver_opts():
+    opts = parse_solver_opts(["sinkhorn-gpu.epsilon=0.05", "kmeans.init=kmeans++", "a.b.max_iter=3",
+                              "x.device=None", "x.flag=True"])
+    assert opts == {"sinkhorn-gpu": {"epsilon": 0.05}, "kmeans": {"init": "kmeans++"},
+                    "a.b": {"max_iter": 3}, "x": {"device": None, "flag": True}}
+    for bad in ["epsilon=0.05", "kmeans.init", ".x=1", "kmeans.=1"]:
+        with pytest.raises(CompareError, match="expected NAME.key=value"):
+            parse_solver_opts([bad])
+
+
+def test_solver_opt_values_are_typed_like_run():
+    from assignsolve.cli.options import parse_kv
+
+    opts = parse_solver_opts(["kmeans.preprocess=false", "kmeans.max_iter=5", "kmeans.init='kmeans++'",
+                              "sinkhorn-gpu.epsilon=0.05", "lp.tol=None", "coke.init=kmeans++"])
+    assert opts["kmeans"] == {"preprocess": False, "max_iter": 5, "init": "kmeans++"}
+    assert opts["kmeans"]["preprocess"] is False  # the string "false" would be truthy
+    assert opts["sinkhorn-gpu"] == {"epsilon": 0.05} and opts["lp"] == {"tol": None}
+    assert opts["coke"] == {"init": "kmeans++"}
+    assert parse_kv(["preprocess=false", "max_iter=5"], "--solver-opt") == {"preprocess": False, "max_iter": 5}
