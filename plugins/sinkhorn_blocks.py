@@ -1,0 +1,125 @@
+"""Row-block scheduling shared by the ``sinkhorn-gpu`` kernels (CPU worker threads, CUDA one block).
+
+A Sinkhorn sweep is a loop over row blocks of an ``N x K`` matrix whose per-block work is a few
+torch ops on a cache-resident block. Run with torch's own intra-op threads, every op is an
+OpenMP fork/join, and on a shared machine the thread that lost its core holds up the barrier
+(hundreds of barriers per sweep). :class:`BlockRunner` instead hands contiguous runs of blocks to
+``workers`` Python threads, each running single-threaded torch ops (the GIL is released inside
+every op), with one join per sweep: scikit-learn's scheme, as in ``plugins/kmeans.py``. On CUDA
+the blocks run in order on the current stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+__all__ = ["BlockRunner", "block_rows", "all_reduce", "exp_limits"]
+
+LOG2E = 1.0 / math.log(2.0)
+#: CPU row block: ~256 KiB of float32 values, so a block and its products stay in a 2 MiB L2.
+CPU_BLOCK_BYTES = 256 << 10
+#: Below this many matrix bytes a CPU sweep runs inline (one block, torch's own threads).
+CPU_INLINE_BYTES = 4 << 20
+CUDA_BLOCK_BYTES = 256 << 20
+
+
+def block_rows(n: int, k: int, device: torch.device, itemsize: int = 4) -> int:
+    """Rows per block: ~256 KiB on CPU (the whole matrix when it is under 4 MiB), ~256 MiB on CUDA."""
+    if device.type == "cpu":
+        if n * k * itemsize <= CPU_INLINE_BYTES:
+            return max(1, n)
+        return int(max(1, min(n, CPU_BLOCK_BYTES // max(1, k * itemsize))))
+    return int(max(1, min(n, 65536, CUDA_BLOCK_BYTES // max(1, k * itemsize))))
+
+
+def all_reduce(t: torch.Tensor, op, distributed: bool) -> torch.Tensor:
+    """``torch.distributed.all_reduce`` in place when ``distributed``; returns ``t``."""
+    if distributed:
+        torch.distributed.all_reduce(t, op=op)
+    return t
+
+
+def exp_limits(dtype: torch.dtype) -> tuple[float, float]:
+    """(lowest, highest) base-2 exponent whose ``exp2`` is a normal number of ``dtype``."""
+    fi = torch.finfo(dtype)
+    return math.log2(fi.tiny), math.log2(fi.max)
+
+
+class BlockRunner:
+    """Runs ``fn(g, p, start, stop, first)`` over the row blocks of an ``n``-row matrix.
+
+    Blocks are grouped into *parts* (consecutive blocks whose column sums accumulate into one
+    ``[K]`` row of a partial-sum buffer; ``first`` marks a part's first block), and parts into one
+    contiguous run per worker ``g`` (``0 <= g < workers``, for per-worker scratch buffers).
+    Accumulating within small parts and adding the parts with ``torch.sum`` (cascade
+    summation) keeps float32 column sums accurate (a single ``mv`` over all rows accumulates
+    sequentially and loses about ``sqrt(N)`` units in the last place).
+
+    Parameters
+    ----------
+    n : int
+        Rows.
+    rows : int
+        Rows per block.
+    device : torch.device
+        CPU: worker threads; other devices: inline.
+    workers : int, optional
+        Worker threads on CPU (default ``torch.get_num_threads()``); ``1`` runs inline with
+        torch's own intra-op threads.
+    part_rows : int
+        Rows per part at least (rounded up to whole blocks).
+    max_parts : int
+        At most this many parts (bounds the ``[parts, K]`` buffer).
+
+    Use as a context manager; the pool (if any) lives for one solve, not longer.
+    """
+
+    def __init__(self, n: int, rows: int, device: torch.device, workers: int | None = None,
+                 part_rows: int = 64, max_parts: int = 4096):
+        blocks = [(s, min(n, s + rows)) for s in range(0, n, rows)]
+        per_part = max(1, -(-part_rows // rows), -(-len(blocks) // max_parts))
+        self.parts = [blocks[i:i + per_part] for i in range(0, len(blocks), per_part)]
+        self.n_parts = len(self.parts)
+        if device.type != "cpu":
+            workers = 1
+        elif workers is None:
+            workers = torch.get_num_threads()
+        workers = max(1, min(int(workers), self.n_parts))
+        per = -(-self.n_parts // workers)
+        self.groups = [list(range(j, min(self.n_parts, j + per))) for j in range(0, self.n_parts, per)]
+        self.workers = len(self.groups)
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads = 0
+
+    def __enter__(self) -> "BlockRunner":
+        if self.workers > 1:
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # each worker's ops are single-threaded
+            self._pool = ThreadPoolExecutor(max_workers=self.workers)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+            torch.set_num_threads(self._threads)
+
+    def _group(self, fn: Callable[[int, int, int, int, bool], None], g: int) -> None:
+        with torch.no_grad():  # grad mode is thread-local
+            for p in self.groups[g]:
+                for i, (s, e) in enumerate(self.parts[p]):
+                    fn(g, p, s, e, i == 0)
+
+    def run(self, fn: Callable[[int, int, int, int, bool], None]) -> None:
+        """One sweep: every block once; returns when all are done (re-raises a worker's error)."""
+        if self._pool is None:
+            for g in range(self.workers):
+                self._group(fn, g)
+            return
+        futures = [self._pool.submit(self._group, fn, g) for g in range(self.workers)]
+        for f in futures:
+            f.result()
