@@ -36,7 +36,7 @@ __all__ = ["SwavCodes", "swav_codes"]
 
 @attrs.frozen(eq=False)
 class SwavCodes:
-    """Result of :func:`swav_codes` (tensors on the scores' device).
+    r"""Result of :func:`swav_codes` (tensors on the scores' device).
 
     Attributes
     ----------
