@@ -364,6 +364,11 @@ class SinkhornGPU(BaseSolver):
             errors.append(float((col_mass - b).abs().sum()) / b_sum)
         g = (state.beta + state.log_v) / inv_eps
         finite = bool(torch.isfinite(g).all()) and bool(torch.isfinite(col_mass).all()) and math.isfinite(objective)
+        if not finite:
+            big = float(scores.abs().amax()) * inv_eps
+            raise InvalidProblemError(
+                f"scores: the log-domain solver lost all precision (NaN codes) at max |S| / epsilon = {big:.3g} "
+                f"in {self.dtype}; rescale the scores (e.g. standardise them) or raise epsilon")
         return dict(soft=codes, converged=converged and finite, n_iters=it, errors=errors, objective=objective,
                     extras={"block_size": block, "device": str(device), "dtype": self.dtype,
                             "cached_kernel": bool(cache), "distributed": dist, "mode": self.mode,
