@@ -32,7 +32,8 @@ def block_rows(n: int, k: int, device: torch.device, itemsize: int = 4) -> int:
     if device.type == "cpu":
         if n * k * itemsize <= CPU_INLINE_BYTES:
             return max(1, n)
-        return int(max(1, min(n, CPU_BLOCK_BYTES // max(1, k * itemsize))))
+        rows = max(1, CPU_BLOCK_BYTES // max(1, k * itemsize))
+        return int(min(n, rows // 64 * 64 if rows > 64 else rows))  # whole 64-row sum chunks
     return int(max(1, min(n, 65536, CUDA_BLOCK_BYTES // max(1, k * itemsize))))
 
 
@@ -75,7 +76,8 @@ class BlockRunner:
     max_parts : int
         At most this many parts (bounds the ``[parts, K]`` buffer).
 
-    Use as a context manager; the pool (if any) lives for one solve, not longer.
+    The worker pool starts on the first :meth:`run`; use as a context manager (or call
+    :meth:`close`) so that it lives for one solve, not longer.
     """
 
     def __init__(self, n: int, rows: int, device: torch.device, workers: int | None = None,
@@ -93,20 +95,30 @@ class BlockRunner:
         self.groups = [list(range(j, min(self.n_parts, j + per))) for j in range(0, self.n_parts, per)]
         self.workers = len(self.groups)
         self._pool: ThreadPoolExecutor | None = None
-        self._threads = 0
+        self._saved_threads = 0
 
     def __enter__(self) -> "BlockRunner":
+        """Inside the context (with workers) torch runs single-threaded process-wide: the vector ops
+        between sweeps are too small for a fork/join, and each sweep's parallelism is the workers'."""
         if self.workers > 1:
-            self._threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # each worker's ops are single-threaded
-            self._pool = ThreadPoolExecutor(max_workers=self.workers)
+            self._saved_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+        if self._saved_threads:
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = 0
+
+    def close(self) -> None:
+        """Stop the worker threads (a later :meth:`run` starts them again)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-            torch.set_num_threads(self._threads)
+
+    def __del__(self) -> None:
+        self.close()
 
     def _group(self, fn: Callable[[int, int, int, int, bool], None], g: int) -> None:
         with torch.no_grad():  # grad mode is thread-local
@@ -115,11 +127,24 @@ class BlockRunner:
                     fn(g, p, s, e, i == 0)
 
     def run(self, fn: Callable[[int, int, int, int, bool], None]) -> None:
-        """One sweep: every block once; returns when all are done (re-raises a worker's error)."""
-        if self._pool is None:
+        """One sweep: every block once; returns when all are done (re-raises a worker's error).
+
+        With workers, torch's intra-op thread count is 1 process-wide during the sweep (restored
+        after), so that each worker's ops are single-threaded.
+        """
+        if self.workers == 1:
             for g in range(self.workers):
                 self._group(fn, g)
             return
-        futures = [self._pool.submit(self._group, fn, g) for g in range(self.workers)]
-        for f in futures:
-            f.result()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers)
+        threads = torch.get_num_threads()
+        if threads != 1:
+            torch.set_num_threads(1)
+        try:
+            futures = [self._pool.submit(self._group, fn, g) for g in range(self.workers)]
+            for f in futures:
+                f.result()
+        finally:
+            if threads != 1:
+                torch.set_num_threads(threads)

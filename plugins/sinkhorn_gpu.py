@@ -83,7 +83,7 @@ from assignsolve.arrays import resolve_device
 from assignsolve.errors import InvalidProblemError
 
 from .sinkhorn_blocks import all_reduce as _all_reduce
-from .sinkhorn_blocks import block_rows
+from .sinkhorn_blocks import BlockRunner, block_rows
 from .sinkhorn_kernels import SinkhornState, column_logsumexp, column_update, sinkhorn_sweep, soft_codes
 from .sinkhorn_swav import SwavCodes, swav_codes
 
@@ -322,7 +322,14 @@ class SinkhornGPU(BaseSolver):
         state = SinkhornState(beta=torch.zeros(k, dtype=dtype, device=device),
                               log_v=torch.zeros(k, dtype=dtype, device=device),
                               alpha=alpha, alpha_next=alpha.clone(),
-                              cache=[] if cache else None)
+                              cache=[] if cache else None,
+                              runner=BlockRunner(n, block, device))
+        with state.runner:
+            return self._iterate(problem, scores, state, a, b, log_b, b_sum, mass, block, device, dtype, dist,
+                                 out_dtype, inv_eps, max_iter, tol, swav, cache)
+
+    def _iterate(self, problem, scores, state, a, b, log_b, b_sum, mass, block, device, dtype, dist, out_dtype,
+                 inv_eps, max_iter, tol, swav, cache) -> dict:
         args = dict(inv_eps=inv_eps, block_size=block, device=device, dtype=dtype)
 
         def col_update(c):
