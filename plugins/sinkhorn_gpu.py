@@ -49,7 +49,7 @@ Design (what makes it fast and finite)
   loop) runs :func:`~assignsolve_plugins.sinkhorn_swav.swav_codes`: four passes over one output
   buffer with vector-only iterations (module ``sinkhorn_swav``), falling back to the stable
   path below only when float underflow empties a cluster.
-* **CPU scheduling and exp2.** Row blocks of ~256 KiB go to worker threads running
+* **CPU scheduling and exp2.** Row blocks of ~2 MiB go to worker threads running
   single-threaded ops (one join per sweep, module ``sinkhorn_blocks``); kernels are
   ``exp2`` of base-2 exponents (torch's CPU ``exp`` is ~4x slower). Column sums accumulate
   over parts of <= 64 rows and are added by cascade summation.
@@ -94,7 +94,7 @@ _CACHE_AUTO_BYTES = 1 << 30  # cache_kernel="auto" caches a kernel up to 1 GiB
 
 
 def auto_block_size(n: int, k: int, device: torch.device, itemsize: int = 4) -> int:
-    """Rows per block: ~256 KiB on CPU (whole matrix under 4 MiB), ~256 MiB on CUDA."""
+    """Rows per block: ~2 MiB on CPU (whole matrix under 4 MiB), ~256 MiB on CUDA."""
     return block_rows(n, k, device, itemsize)
 
 

@@ -24,6 +24,8 @@ plain ``mv`` sums lose ~1e-6.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import torch
 
@@ -42,16 +44,30 @@ class SwavCodes:
     ----------
     codes : tensor [B, K]
         Rows sum to one (SwAV's ``Q.t()``).
-    log_v : tensor [K]
-        Natural log of the final column scaling (``-inf`` for zero-mass clusters): the dual
-        potential ``g / epsilon`` up to a constant.
-    lse : tensor [B]
-        Row log-normalisers :math:`\log\sum_k \exp(S_{ik}/\varepsilon + \log v_k)`.
+    v : tensor [K]
+        Final column scaling (``0`` for zero-mass clusters).
+    row_max : tensor [B]
+        ``m_i = max_k S_ik``.
+    row_sum : tensor [B]
+        :math:`\sum_k q_{ik} v_k` before the final row normalisation.
+    epsilon : float
     """
 
     codes: torch.Tensor
-    log_v: torch.Tensor
-    lse: torch.Tensor
+    v: torch.Tensor
+    row_max: torch.Tensor
+    row_sum: torch.Tensor
+    epsilon: float
+
+    @property
+    def log_v(self) -> torch.Tensor:
+        """Natural log of ``v``: the dual potential ``g / epsilon`` up to a constant."""
+        return self.v.log()
+
+    @property
+    def lse(self) -> torch.Tensor:
+        r"""Row log-normalisers :math:`\log\sum_k \exp(S_{ik}/\varepsilon + \log v_k)`."""
+        return self.row_max * (1.0 / self.epsilon) + self.row_sum.log()
 
 
 def colsum_into(q: torch.Tensor, u: torch.Tensor, out: torch.Tensor, first: bool, chunk: int = 64) -> None:
@@ -62,11 +78,11 @@ def colsum_into(q: torch.Tensor, u: torch.Tensor, out: torch.Tensor, first: bool
     rows = q.shape[0]
     h = rows // chunk * chunk if rows > chunk else 0
     if h:
-        part = torch.bmm(u[:h].view(-1, 1, chunk), q[:h].view(-1, chunk, q.shape[1])).sum(0)[0]
+        prod = torch.bmm(u[:h].view(-1, 1, chunk), q[:h].view(-1, chunk, q.shape[1]))
         if first:
-            out.copy_(part)
+            torch.sum(prod, 0, out=out.view(1, -1))
         else:
-            out.add_(part)
+            out.add_(prod.sum(0)[0])
         first = False
     if h < rows:
         if first:
@@ -114,7 +130,7 @@ def swav_codes(scores: torch.Tensor, epsilon: float = 0.05, n_iter: int = 3, *,
         Rows sharded over ``torch.distributed`` ranks: the global max and the column sums are
         all-reduced (SwAV's ``dist.all_reduce``).
     block_size : int, optional
-        Rows per block (default: ~256 KiB on CPU, the whole batch when under 4 MiB).
+        Rows per block (default: ~2 MiB on CPU, the whole batch when under 4 MiB).
     workers : int, optional
         CPU worker threads (default ``torch.get_num_threads()``).
 
@@ -148,12 +164,16 @@ def swav_codes(scores: torch.Tensor, epsilon: float = 0.05, n_iter: int = 3, *,
         mb = torch.amax(src, 1, out=m[s:e])
         q = torch.sub(src, mb[:, None], out=codes[s:e])
         q.mul_(c2).exp2_()
-        mj = float(mb.max())
-        if not first and mj > part_max[p]:  # rescale the part to the new max (online)
-            parts[p].mul_(2.0 ** ((part_max[p] - mj) * c2))
-        if first or mj > part_max[p]:
-            part_max[p] = mj
-        w = (mb - part_max[p]).mul_(c2).exp2_()
+        if first:  # weights relative to the block max (a 0-dim tensor: no host sync)
+            mt = mb.max()
+            part_max[p] = mt
+        else:  # later block of a part: rescale the part online if its max grows
+            mj, old = float(mb.max()), float(part_max[p])
+            if mj > old:
+                parts[p].mul_(2.0 ** ((old - mj) * c2))
+                part_max[p] = mj
+            mt = part_max[p]
+        w = (mb - mt).mul_(c2).exp2_()
         if a_ is not None:
             w.mul_(a_[s:e])
         colsum_into(q, w, parts[p], first)
@@ -181,16 +201,20 @@ def swav_codes(scores: torch.Tensor, epsilon: float = 0.05, n_iter: int = 3, *,
         if not bool(torch.isfinite(m).all()):
             i = int((~torch.isfinite(m)).nonzero()[0])
             raise InvalidProblemError(f"scores: expected finite values, found NaN/inf in row {i}")
-        pm = torch.tensor(part_max, dtype=torch.float64, device=dev)
-        gmax = all_reduce(pm.max().reshape(1), torch.distributed.ReduceOp.MAX, distributed)
-        scale = torch.exp2((pm - gmax) * c2).to(cdt)
-        v = col_scaling((parts * scale[:, None]).sum(0))
+        if runner.n_parts == 1 and not distributed:
+            v = col_scaling(parts[0])
+        else:
+            pm = torch.stack([torch.as_tensor(x, dtype=torch.float64, device=dev) for x in part_max])
+            gmax = all_reduce(pm.max().reshape(1), torch.distributed.ReduceOp.MAX, distributed)
+            scale = torch.exp2((pm - gmax) * c2).to(cdt)
+            v = col_scaling((parts * scale[:, None]).sum(0))
         scratch = [torch.empty((max(e - s for pt in runner.parts for s, e in pt), k), dtype=cdt, device=dev)
                    for _ in range(runner.workers)] if n_iter > 1 else []
         for _ in range(n_iter - 1):
             runner.run(sweep)
-            v = col_scaling(parts.sum(0))
+            v = col_scaling(parts[0] if runner.n_parts == 1 else parts.sum(0))
         runner.run(output)
-    if not (bool(torch.isfinite(v).all()) and bool((r > 0).all()) and bool(torch.isfinite(r).all())):
+    lo_hi = torch.aminmax(r)
+    if not (bool(torch.isfinite(v.sum())) and float(lo_hi.min) > 0 and math.isfinite(float(lo_hi.max))):
         return None
-    return SwavCodes(codes=codes, log_v=v.log(), lse=m * (1.0 / epsilon) + r.log())
+    return SwavCodes(codes=codes, v=v, row_max=m, row_sum=r, epsilon=float(epsilon))
