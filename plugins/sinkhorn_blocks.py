@@ -86,6 +86,7 @@ class BlockRunner:
         per_part = max(1, -(-part_rows // rows), -(-len(blocks) // max_parts))
         self.parts = [blocks[i:i + per_part] for i in range(0, len(blocks), per_part)]
         self.n_parts = len(self.parts)
+        self._cpu = device.type == "cpu"
         if device.type != "cpu":
             workers = 1
         elif workers is None:
@@ -98,9 +99,11 @@ class BlockRunner:
         self._saved_threads = 0
 
     def __enter__(self) -> "BlockRunner":
-        """Inside the context (with workers) torch runs single-threaded process-wide: the vector ops
-        between sweeps are too small for a fork/join, and each sweep's parallelism is the workers'."""
-        if self.workers > 1:
+        """Inside the context (CPU, with workers or a single small block) torch runs single-threaded
+        process-wide: the vector ops between sweeps are too small for a fork/join, and each sweep's
+        parallelism is the workers'. A single block is under 4 MiB (cache-resident), where a
+        fork/join per op costs more than it gains on a shared machine."""
+        if self.workers > 1 or (self._cpu and self.n_parts == 1):
             self._saved_threads = torch.get_num_threads()
             torch.set_num_threads(1)
         return self

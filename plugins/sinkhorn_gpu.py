@@ -223,11 +223,6 @@ class SinkhornGPU(BaseSolver):
                 raise InvalidProblemError(
                     f"{name}: expected None for {self.name} (entropic transport meets the marginals "
                     f"in expectation, not hard size bounds), found {getattr(problem, name)}; use solver 'lp'")
-        big = float(problem.scores.abs().amax()) / float(self.epsilon)
-        if not big < torch.finfo(dtype).max / 8:
-            raise InvalidProblemError(
-                f"scores: expected max |S| / epsilon below {torch.finfo(dtype).max / 8:.3g} for {self.dtype}, "
-                f"found {big:.3g}; rescale the scores, raise epsilon or use dtype='float64'")
 
     def solve(self, problem: Problem) -> Assignment:
         dtype = self._dtype()
@@ -286,6 +281,11 @@ class SinkhornGPU(BaseSolver):
 
     def _stable(self, problem, scores, b, device, dtype, dist, out_dtype) -> dict:
         """The log-absorbed solver (SeLa mode, and SwAV mode's fallback) on columns with b > 0."""
+        big = max(abs(float(scores.amax())), abs(float(scores.amin()))) / float(self.epsilon)  # no [N, K] copy
+        if not big < torch.finfo(dtype).max / 8:
+            raise InvalidProblemError(
+                f"scores: expected max |S| / epsilon below {torch.finfo(dtype).max / 8:.3g} for {self.dtype}, "
+                f"found {big:.3g}; rescale the scores, raise epsilon or use dtype='float64'")
         n, k = scores.shape
         swav = self.mode == "swav"
         max_iter = self.max_iter if self.max_iter is not None else (3 if swav else 1000)
