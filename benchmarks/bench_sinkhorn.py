@@ -1,82 +1,152 @@
-"""Per-iteration cost of ``sinkhorn-gpu`` against POT and the memory-bandwidth floor.
+"""``sinkhorn-gpu`` against its peers, every ratio measured in the same run.
 
-N = 32768, K = 1000, float32, CPU. Every number is measured in the same run,
-interleaved, median of several repeats:
+1. SwAV per-batch call (3 iterations, epsilon 0.05, float32) at B x K = 256 x 3000,
+   1024 x 300, 4096 x 3000, 4096 x 30000 (cosine scores of 128-D features): SwAV's own
+   ``distributed_sinkhorn`` (facebookresearch/swav main_swav.py, world size 1, re-implemented
+   below) against ``swav_codes`` (the trusted per-batch path a training loop calls) and
+   ``solve(Problem(scores=S), "sinkhorn-gpu", mode="swav")`` (validation, labels, metadata).
+   Interleaved rounds, best median of each. Target: trusted path <= 1.0x the reference.
+2. SeLa-size iteration (N = 32768, K = 1000, float32, epsilon 0.05): one fused sweep + column
+   update with the cached kernel and streaming (``cache_kernel=False``) against POT's
+   ``ot.sinkhorn`` scaling and log methods on torch float32 tensors (marginal per-iteration
+   time: (t(n2 iterations) - t(n1)) / (n2 - n1), so POT's one-off kernel is excluded) and the
+   one-pass floor ``S.sum()``. Targets: POT scaling / cached >= 2, streaming / cached <= 2.
 
-* ``ours_stream``: one sinkhorn-gpu iteration without a kernel cache (exp recomputed from
-  S every iteration, one block of exp-values in memory): fused sweep + column update;
-* ``ours_cached``: the same with ``cache_kernel=True`` (the default for this size): one
-  contiguous kernel, ``K v`` and ``K^T u`` fused over 512 KiB row chunks;
-* ``ours_cached_2mv``: the cached iteration as two whole-matrix ``torch.mv`` instead
-  (informational: the variant used on CUDA);
-* ``pot_scaling``: marginal per-iteration time of ``ot.sinkhorn(method="sinkhorn")``
-  on torch float32 tensors: (t(n2 iters) - t(n1 iters)) / (n2 - n1), so POT's one-off
-  kernel computation is excluded;
-* ``pot_log``: the same for ``method="sinkhorn_log"``;
-* ``floor``: two memory passes over S, the faster of (S.sum(1), S.sum(0)) and the
-  matvec pair (S @ v, S.T @ u).
-
-Run: ``python -m pytest benchmarks/bench_sinkhorn.py --benchmark-enable -q -s``.
-Targets (asserted only with --benchmark-enable): ours_cached <= 1.5 x floor and
-pot_scaling / ours_cached >= 2.
+Run: ``python -m pytest benchmarks/bench_sinkhorn.py --benchmark-enable -q -s`` (the targets are
+asserted only with ``--benchmark-enable``). With a CUDA device the same timings are added as a
+CUDA column. Load average and thread count are printed beside every table.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import warnings
 
 import ot
+import pytest
 import torch
 
-import assignsolve_plugins.sinkhorn_gpu as sg
-from assignsolve_plugins.sinkhorn_gpu import SinkhornState, column_update, sinkhorn_sweep
+from assignsolve import Problem, solve
+from assignsolve_plugins.sinkhorn_blocks import BlockRunner, block_rows
+from assignsolve_plugins.sinkhorn_kernels import SinkhornState, column_update, sinkhorn_sweep
+from assignsolve_plugins.sinkhorn_swav import swav_codes
 
+SWAV_SIZES = [(256, 3000), (1024, 300), (4096, 3000), (4096, 30000)]
 N, K, EPS = 32768, 1000, 0.05
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def _median_time(fn, repeat=7):
+def swav_reference(out, epsilon=0.05, iterations=3):
+    """SwAV's ``distributed_sinkhorn`` (world size 1): exp, then row/column normalisation of Q^T."""
+    q = torch.exp(out / epsilon).t()
+    b = q.shape[1]
+    k = q.shape[0]
+    q /= torch.sum(q)
+    for _ in range(iterations):
+        q /= torch.sum(q, dim=1, keepdim=True)
+        q /= k
+        q /= torch.sum(q, dim=0, keepdim=True)
+        q /= b
+    q *= b
+    return q.t()
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median(fn, device, repeat):
     fn()
+    _sync(device)
     ts = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
+        _sync(device)
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
 
+def _header(title):
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n{title}\n  torch {torch.__version__}, threads {torch.get_num_threads()}, load average {load}")
+
+
+def _cosine_scores(b, k, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.nn.functional.normalize(torch.randn(b, 128, generator=g), dim=1)
+    p = torch.nn.functional.normalize(torch.randn(k, 128, generator=g), dim=1)
+    return (z @ p.T).to(device)
+
+
+def measure_swav(device, rounds=3):
+    rows = []
+    for b, k in SWAV_SIZES:
+        s = _cosine_scores(b, k, device)
+        repeat = 3 if b * k > 5e7 else 7 if b * k > 5e6 else 21
+        fns = {"reference": lambda: swav_reference(s), "trusted": lambda: swav_codes(s),
+               "solve": lambda: solve(Problem(scores=s), "sinkhorn-gpu", mode="swav")}
+        t = {name: [] for name in fns}
+        for _ in range(rounds):  # interleaved: the machine is shared
+            for name, fn in fns.items():
+                t[name].append(_median(fn, device, repeat))
+        best = {name: min(x) for name, x in t.items()}
+        ref64 = swav_reference(s.double())
+        err = {"reference": swav_reference(s), "trusted": swav_codes(s).codes}
+        rows.append(dict(b=b, k=k, **{f"ms_{n}": 1e3 * x for n, x in best.items()},
+                         trusted_over_ref=best["trusted"] / best["reference"],
+                         solve_over_ref=best["solve"] / best["reference"],
+                         err_ref=float((err["reference"].double() - ref64).abs().max()),
+                         err_ours=float((err["trusted"].double() - ref64).abs().max())))
+    return rows
+
+
+def test_swav_per_batch(benchmark):
+    table = {dev: measure_swav(dev) for dev in DEVICES}
+    _header("SwAV per-batch codes (3 iterations, eps 0.05, float32): ms, ratio to SwAV's distributed_sinkhorn")
+    print("  | B x K | device | reference | trusted swav_codes | solve(Problem) | trusted / ref | solve / ref "
+          "| max err vs f64: ref | ours |")
+    for dev, rows in table.items():
+        for r in rows:
+            print(f"  | {r['b']} x {r['k']} | {dev} | {r['ms_reference']:.2f} | {r['ms_trusted']:.2f} | "
+                  f"{r['ms_solve']:.2f} | **{r['trusted_over_ref']:.2f}** | {r['solve_over_ref']:.2f} | "
+                  f"{r['err_ref']:.1e} | {r['err_ours']:.1e} |")
+    benchmark.extra_info["swav"] = table
+    s = _cosine_scores(1024, 300, "cpu")
+    benchmark.pedantic(lambda: swav_codes(s), rounds=5, iterations=1)
+    if not benchmark.disabled:
+        for rows in table.values():
+            for r in rows:
+                assert r["trusted_over_ref"] <= 1.0, r
+                assert r["err_ours"] <= 5e-7, r
+
+
 def _our_iteration(s, cache):
-    dev, dt = torch.device("cpu"), torch.float32
+    dev, dt = s.device, torch.float32
     n, k = s.shape
-    block = max(1, (2 << 20) // (k * 4))
     alpha = -s.amax(1) / EPS
-    state = SinkhornState(beta=torch.zeros(k), log_v=torch.zeros(k), alpha=alpha, alpha_next=alpha.clone(),
-                          cache=[] if cache else None)
-    a, b = torch.full((n,), 1.0 / n), torch.full((k,), 1.0 / k)
-    args = dict(inv_eps=1.0 / EPS, block_size=block, device=dev, dtype=dt)
-    for _ in range(3):  # warm: past the first absorptions, cache built
-        column_update(s, state, a, b.log(), sinkhorn_sweep(s, state, a, **args), 1.0,
-                      absorb_threshold=30.0, **args)
+    rows = block_rows(n, k, dev)
+    state = SinkhornState(beta=torch.zeros(k, device=dev), log_v=torch.zeros(k, device=dev), alpha=alpha,
+                          alpha_next=alpha.clone(), cache=[] if cache else None, runner=BlockRunner(n, rows, dev))
+    a, b = torch.full((n,), 1.0 / n, device=dev), torch.full((k,), 1.0 / k, device=dev)
+    args = dict(inv_eps=1.0 / EPS, block_size=rows, device=dev, dtype=dt)
+    with state.runner:
+        for _ in range(3):  # warm: past the first absorptions, cache built
+            column_update(s, state, a, b.log(), sinkhorn_sweep(s, state, a, **args), 1.0, absorb_threshold=30.0,
+                          **args)
 
     def one():
         c = sinkhorn_sweep(s, state, a, **args)
         column_update(s, state, a, b.log(), c, 1.0, absorb_threshold=30.0, **args)
-    return one
+    return one, state.runner
 
 
-def _two_mv(fn):
-    def f():
-        old, sg._CACHED_FUSED_BYTES = sg._CACHED_FUSED_BYTES, 0
-        try:
-            fn()
-        finally:
-            sg._CACHED_FUSED_BYTES = old
-    return f
-
-
-def _pot_per_iter(s, method, n1, n2):
-    a, b, m = torch.full((N,), 1.0 / N), torch.full((K,), 1.0 / K), -s
+def _pot_per_iter(s, method, n1, n2, device):
+    n, k = s.shape
+    a, b, m = torch.full((n,), 1.0 / n, device=device), torch.full((k,), 1.0 / k, device=device), -s
 
     def run(n_iter):
         def f():
@@ -84,41 +154,47 @@ def _pot_per_iter(s, method, n1, n2):
                 warnings.simplefilter("ignore")
                 ot.sinkhorn(a, b, m, EPS, method=method, numItermax=n_iter, stopThr=0.0)
         return f
-    return (_median_time(run(n2), 3) - _median_time(run(n1), 3)) / (n2 - n1)
+    return (_median(run(n2), device, 3) - _median(run(n1), device, 3)) / (n2 - n1)
 
 
-def test_sinkhorn_per_iteration(benchmark):
+def measure_sela(device, rounds=2):
     torch.manual_seed(0)
-    s = (2.0 * torch.randn(N, K)).log_softmax(1)
-    u, v = torch.rand(N), torch.rand(K)
-    stream, cached = _our_iteration(s, False), _our_iteration(s, True)
-    t = {}
-    t["floor_sums"] = _median_time(lambda: (s.sum(1), s.sum(0)))
-    t["floor_matvec"] = _median_time(lambda: (s @ v, s.T @ u))
-    t["ours_stream"] = _median_time(stream)
-    t["ours_cached"] = _median_time(cached)
-    t["ours_cached_2mv"] = _median_time(_two_mv(cached))
-    t["pot_scaling"] = _pot_per_iter(s, "sinkhorn", 1, 21)
-    t["pot_log"] = _pot_per_iter(s, "sinkhorn_log", 1, 3)
-    # second round, interleaved again, keep the better of the two (noisy shared machine)
-    t["floor_sums"] = min(t["floor_sums"], _median_time(lambda: (s.sum(1), s.sum(0))))
-    t["floor_matvec"] = min(t["floor_matvec"], _median_time(lambda: (s @ v, s.T @ u)))
-    t["ours_stream"] = min(t["ours_stream"], _median_time(stream))
-    t["ours_cached"] = min(t["ours_cached"], _median_time(cached))
-    t["ours_cached_2mv"] = min(t["ours_cached_2mv"], _median_time(_two_mv(cached)))
-    floor = min(t["floor_sums"], t["floor_matvec"])
-    ratios = {
-        "cached_over_floor": t["ours_cached"] / floor,
-        "stream_over_floor": t["ours_stream"] / floor,
-        "cached_2mv_over_floor": t["ours_cached_2mv"] / floor,
-        "pot_scaling_over_cached": t["pot_scaling"] / t["ours_cached"],
-        "pot_scaling_over_stream": t["pot_scaling"] / t["ours_stream"],
-        "pot_log_over_stream": t["pot_log"] / t["ours_stream"],
-    }
-    benchmark.extra_info.update({f"ms_{k}": 1e3 * x for k, x in t.items()})
-    benchmark.extra_info.update(ratios)
-    print({k: round(1e3 * x, 2) for k, x in t.items()}, {k: round(x, 2) for k, x in ratios.items()})
-    benchmark.pedantic(cached, rounds=5, iterations=1)
+    s = (2.0 * torch.randn(N, K)).log_softmax(1).to(device)
+    ours = {"ours_cached": _our_iteration(s, True), "ours_stream": _our_iteration(s, False)}
+    t = {name: [] for name in ["floor_one_pass", *ours, "pot_scaling"]}
+    for _ in range(rounds):
+        t["floor_one_pass"].append(_median(lambda: s.sum(), device, 7))
+        for name, (fn, runner) in ours.items():
+            with runner:  # as in the solver: one worker pool per solve, vector ops single-threaded
+                t[name].append(_median(fn, device, 7))
+        t["pot_scaling"].append(_pot_per_iter(s, "sinkhorn", 1, 21, device))
+    best = {name: min(x) for name, x in t.items()}
+    best["pot_log"] = _pot_per_iter(s, "sinkhorn_log", 1, 3, device)
+    return best
+
+
+def test_sela_per_iteration(benchmark):
+    res = {dev: measure_sela(dev) for dev in DEVICES}
+    _header(f"SeLa-size iteration (N = {N}, K = {K}, float32): ms per iteration")
+    print("  | device | one-pass floor S.sum() | ours cached | ours streaming | POT scaling | POT log "
+          "| POT scaling / cached | streaming / cached | cached / floor |")
+    for dev, t in res.items():
+        print(f"  | {dev} | {1e3 * t['floor_one_pass']:.1f} | {1e3 * t['ours_cached']:.1f} | "
+              f"{1e3 * t['ours_stream']:.1f} | {1e3 * t['pot_scaling']:.1f} | {1e3 * t['pot_log']:.0f} | "
+              f"**{t['pot_scaling'] / t['ours_cached']:.2f}** | **{t['ours_stream'] / t['ours_cached']:.2f}** | "
+              f"{t['ours_cached'] / t['floor_one_pass']:.2f} |")
+    benchmark.extra_info["sela"] = {d: {k: 1e3 * v for k, v in t.items()} for d, t in res.items()}
+    s = (2.0 * torch.randn(4096, K)).log_softmax(1)
+    one, runner = _our_iteration(s, True)
+    with runner:
+        benchmark.pedantic(one, rounds=5, iterations=1)
     if not benchmark.disabled:
-        assert ratios["cached_over_floor"] <= 1.5, ratios
-        assert ratios["pot_scaling_over_cached"] >= 2.0, ratios
+        for t in res.values():
+            assert t["pot_scaling"] / t["ours_cached"] >= 2.0, t
+            assert t["ours_stream"] / t["ours_cached"] <= 2.0, t
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield

@@ -11,10 +11,7 @@ from assignsolve.testing import check_properties
 MAX_EXAMPLES = 40
 
 #: Known failures, each owned by an open fix elsewhere (not a weaker property here).
-KNOWN = {
-    "sinkhorn-gpu": "issue 11: sinkhorn-gpu returns NaN soft for a zero entry in b and ignores "
-                    "min/max_cluster_size with converged=True (its rewrite in progress fixes both)",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _params():
