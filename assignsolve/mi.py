@@ -19,8 +19,9 @@ bounded below by :math:`-\ln K` (reached by a one-to-one pairing with balanced c
 is 0 for a collapsed output (every sample in one cluster). :math:`\lambda > 1` adds an
 extra :math:`-2(\lambda - 1) H(P_c)` that rewards balanced marginals.
 
-Entries of :math:`P` and of its marginals below the machine epsilon of the dtype are clamped to
-it before the logarithm (as ``IID_loss`` does), which keeps the loss and its gradient finite.
+Entries of :math:`P` and of its marginals below 2.2e-16 (Python's ``sys.float_info.epsilon``, in
+every dtype, as ``IID_loss`` does) are clamped to it before the logarithm, which keeps the loss
+and its gradient finite.
 The marginals are taken from the joint *before* clamping, as in the reference.
 
 These functions are used by the ``iic`` solver (the ``iic`` plugin) and as the
@@ -35,11 +36,14 @@ Classification and Segmentation", ICCV 2019 (Eq. 3). Reference implementation:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import torch
 
 __all__ = [
+    "IID_EPS",
+    "iic_head_losses",
     "iic_joint",
     "iic_loss",
     "iic_loss_from_logits",
@@ -65,8 +69,13 @@ def _check_pair(p1: torch.Tensor, p2: torch.Tensor | None) -> torch.Tensor:
     return p2
 
 
+#: The reference clamp: ``IID_loss`` uses ``EPS = sys.float_info.epsilon`` (2.2e-16) in every
+#: dtype. Clamping float32 at its own epsilon (1.2e-7) instead changes the loss by up to ~2e-2.
+IID_EPS = sys.float_info.epsilon
+
+
 def _eps(dtype: torch.dtype, eps: float | None) -> float:
-    return torch.finfo(dtype).eps if eps is None else float(eps)
+    return IID_EPS if eps is None else float(eps)
 
 
 def iic_joint(p1: torch.Tensor, p2: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,8 +117,8 @@ def mutual_information_of_joint(
     lamb : float
         Weight :math:`\lambda` of the marginal entropy terms (1 in the paper).
     eps : float, optional
-        Clamp for ``P`` and its marginals before the logarithm; ``torch.finfo(dtype).eps``
-        when omitted.
+        Clamp for ``P`` and its marginals before the logarithm; 2.2e-16 (``sys.float_info.epsilon``, the
+        reference's) when omitted.
 
     Returns
     -------
@@ -144,7 +153,7 @@ def iic_loss(
     lamb : float
         Entropy weight :math:`\lambda`; ``lamb > 1`` adds :math:`-2(\lambda-1) H(P_c)`.
     eps : float, optional
-        Clamp before the logarithm; ``torch.finfo(dtype).eps`` when omitted.
+        Clamp before the logarithm; 2.2e-16 when omitted.
 
     Returns
     -------
@@ -168,7 +177,7 @@ def mutual_information(
     p1, p2 : torch.Tensor [n, K]
         Cluster probabilities of two views (``p2`` defaults to ``p1``).
     eps : float, optional
-        Clamp before the logarithm; ``torch.finfo(dtype).eps`` when omitted.
+        Clamp before the logarithm; 2.2e-16 when omitted.
 
     Returns
     -------
@@ -206,6 +215,26 @@ def iic_loss_from_logits(
     p1 = prob(logits1)
     p2 = None if logits2 is None else prob(logits2)
     return iic_loss(p1, p2, lamb=lamb, eps=eps)
+
+
+def iic_head_losses(
+    heads1: Sequence[torch.Tensor],
+    heads2: Sequence[torch.Tensor] | None = None,
+    lamb: float = 1.0,
+    eps: float | None = None,
+) -> torch.Tensor:
+    r"""IIC loss of every sub-head, as a tensor [H] (mean: :func:`iic_multihead_loss`).
+
+    Used to pick the sub-head with the lowest training loss for the read-out, as the
+    reference's ``select_sub_head_on_loss`` (no labels needed).
+    """
+    heads1 = list(heads1)
+    if not heads1:
+        raise ValueError("heads1: expected at least one sub-head, found none")
+    heads2 = heads1 if heads2 is None else list(heads2)
+    if len(heads2) != len(heads1):
+        raise ValueError(f"heads2: expected {len(heads1)} sub-heads like heads1, found {len(heads2)}")
+    return torch.stack([iic_loss(a, b, lamb=lamb, eps=eps) for a, b in zip(heads1, heads2)])
 
 
 def iic_multihead_loss(

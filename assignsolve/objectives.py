@@ -152,6 +152,24 @@ def swav_loss(
     return 0.5 * (soft_cross_entropy(scores1, q2, temperature) + soft_cross_entropy(scores2, q1, temperature))
 
 
+def swav_multicrop_loss(scores: list[torch.Tensor], codes: list[torch.Tensor], temperature: float = 0.1) -> torch.Tensor:
+    r"""SwAV's multi-crop swapped prediction: codes from the first views only, predicted by all others.
+
+    .. math:: \mathcal L = \frac{1}{|A|} \sum_{i \in A} \frac{1}{V - 1} \sum_{v \ne i} \ell(z_v, q_i)
+
+    with :math:`A` the first ``len(codes)`` views (SwAV's ``crops_for_assign``, the two large
+    crops) and :math:`V` = ``len(scores)`` (large + small crops). With two views and two codes
+    it equals :func:`swav_loss`. ``facebookresearch/swav`` ``main_swav.py`` (``subloss``).
+    """
+    if len(codes) < 1 or len(scores) < 2 or len(codes) > len(scores):
+        raise ValueError(f"codes: expected 1..{len(scores)} codes for {len(scores)} views (>= 2), found {len(codes)}")
+    total = scores[0].new_zeros((), dtype=torch.float32)
+    for i, q in enumerate(codes):
+        sub = sum(soft_cross_entropy(z, q, temperature) for v, z in enumerate(scores) if v != i)
+        total = total + sub / (len(scores) - 1)
+    return total / len(codes)
+
+
 def tanh_clip(x: torch.Tensor, clip: float = 20.0) -> torch.Tensor:
     r"""Soft clipping :math:`c \tanh(x / c)` to :math:`(-c, c)` (AMDIM's ``tanh_clip``).
 

@@ -145,8 +145,9 @@ class SinkhornGPU(BaseSolver):
     gpu: ClassVar[bool] = True
     requires_n_ge_k: ClassVar[bool] = False
     default_recipe: ClassVar[str | None] = "swav"
-    #: the recipes' paper values (SeLa: lambda = 1/epsilon = 10; SwAV: epsilon 0.05)
-    recipe_options: ClassVar[dict] = {"sela": {"epsilon": 0.1}, "swav": {"epsilon": 0.05}}
+    #: the recipes' paper values (SeLa: lambda = 1/epsilon = 10; SwAV's regime: 3 iterations at
+    #: epsilon 0.05, no tolerance, through :meth:`codes` per batch)
+    recipe_options: ClassVar[dict] = {"sela": {"epsilon": 0.1}, "swav": {"mode": "swav", "epsilon": 0.05}}
 
     epsilon: float = 0.05
     tol: float | None = 1e-6

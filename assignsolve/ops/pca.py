@@ -18,9 +18,12 @@ def fit_pca(
 
     With :math:`\Sigma = \frac1N \sum_i (x_i - \mu)(x_i - \mu)^\top = U \Lambda U^\top` (eigenvalues
     in decreasing order), :math:`P = U_{:, :d}` and, when whitening,
-    :math:`P = U_{:, :d} (\Lambda_{:d} + \epsilon)^{-1/2}` so that :math:`\mathrm{Cov}(z) \approx I_d`.
-    This is ``faiss.PCAMatrix(D, d, eigen_power=-0.5)`` as DeepCluster uses it, with ``eps`` guarding
-    near-zero eigenvalues (faiss' ``PCAMatrix.epsilon``).
+    :math:`P = U_{:, :d} (\Lambda_{:d} + \epsilon \lambda_1)^{-1/2}` so that
+    :math:`\mathrm{Cov}(z) \approx I_d`. This is ``faiss.PCAMatrix(D, d, eigen_power=-0.5)`` as
+    DeepCluster uses it (faiss adds 0 to the eigenvalues); the guard :math:`\epsilon \lambda_1` is
+    *relative to the largest eigenvalue* :math:`\lambda_1`, so the result does not depend on the
+    scale of the features: :math:`x \to c x` gives the same :math:`z` (an absolute guard would
+    whiten features x 0.01 differently, issue 9). Constant features (:math:`\lambda_1 = 0`) map to 0.
 
     Parameters
     ----------
@@ -31,7 +34,8 @@ def fit_pca(
     whiten : bool
         Scale each principal direction by :math:`(\lambda + \epsilon)^{-1/2}`.
     eps : float
-        Added to the eigenvalues before the inverse square root.
+        Relative guard: :math:`\epsilon \lambda_1` is added to the eigenvalues before the inverse
+        square root (0: faiss' exact whitening; then a zero eigenvalue among the ``d`` kept is refused).
 
     Returns
     -------
@@ -55,7 +59,16 @@ def fit_pca(
     evals = evals.flip(0)[:pca_dim].clamp_min(0.0)
     proj = evecs.flip(1)[:, :pca_dim]
     if whiten:
-        proj = proj * (evals + eps).rsqrt()[None, :]
+        top = float(evals[0]) if evals.numel() else 0.0
+        if top <= 0.0:  # constant features: every centred row is 0, any finite scale will do
+            floor = 1.0
+        else:
+            floor = eps * top
+            if floor == 0.0 and bool((evals <= 0).any()):
+                raise InvalidProblemError(
+                    f"pca_dim: {int((evals <= 0).sum())} of the {pca_dim} kept principal directions have zero "
+                    "variance, which eps = 0 cannot whiten (lower pca_dim or use eps > 0)")
+        proj = proj * (evals + floor).rsqrt()[None, :]
     return mean.to(x.dtype), proj.to(x.dtype)
 
 
@@ -101,7 +114,7 @@ def preprocess_features(
     whiten : bool
         Whiten the principal components (DeepCluster: yes).
     eps : float
-        Eigenvalue regulariser of the whitening.
+        Eigenvalue regulariser of the whitening, relative to the largest eigenvalue (scale-free).
     normalize : bool
         L2-normalise the rows at the end (DeepCluster: yes).
 

@@ -47,7 +47,7 @@ class TrainConfig:
     data: str = "digits"
     image_size: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     limit: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
-    encoder: str = "cnn"
+    encoder: str = "auto"
     encoder_opt: dict = attrs.field(factory=dict, converter=_opts)
     solver: str = "sinkhorn-gpu"
     solver_opt: dict = attrs.field(factory=dict, converter=_opts)
@@ -55,8 +55,8 @@ class TrainConfig:
     n_clusters: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
     n_heads: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     overcluster: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
-    epochs: int = attrs.field(default=30, validator=_at_least(1))
-    batch_size: int = attrs.field(default=256, validator=_at_least(2))
+    epochs: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
+    batch_size: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
     optimizer: str | None = attrs.field(default=None, validator=attrs.validators.optional(_choice(("adam", "sgd"))))
     lr: float | None = attrs.field(default=None, validator=_at_least(0, optional=True))
     momentum: float = attrs.field(default=0.9, validator=_at_least(0))
@@ -71,7 +71,10 @@ class TrainConfig:
     amdim_weight: float = attrs.field(default=0.0, validator=_at_least(0))
     amdim_clip: float = attrs.field(default=20.0, validator=_at_least(1e-6))
     amdim_reg: float = attrs.field(default=0.05, validator=_at_least(0))
-    augment: str = attrs.field(default="default")
+    augment: str = attrs.field(default="auto")
+    repeats: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
+    freeze_prototypes: int | None = attrs.field(default=None, validator=_at_least(0, optional=True))
+    small_crops: int = attrs.field(default=0, validator=_at_least(0))
     seed: int = attrs.field(default=0, validator=_at_least(0))
     device: str = "auto"
     amp: bool = False
@@ -133,7 +136,9 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "python batch directory, or a .npy/.npz/.pt file of images [N,C,H,W] or features [N,D]"),
     ("image_size", int, "PX", "resize ImageFolder images to PX x PX (default: the first image's size)"),
     ("limit", int, "N", "train on a random subset of N samples (seeded; for quick checks; default: all)"),
-    ("encoder", str, "NAME", "registered encoder (see 'assignsolve encoders'): cnn, mlp, resnet18, resnet50, timm:..."),
+    ("encoder", str, "NAME", "registered encoder (see 'assignsolve encoders'): cnn, convnet, mlp, resnet18, "
+     "resnet50, timm:... ('auto': convnet for greyscale images of 16+ px, cnn for other images, mlp for "
+     "feature vectors)"),
     ("encoder_opt", "kv", "KEY=VALUE", "encoder option, repeatable (e.g. width=32, cifar_stem=true)"),
     ("solver", str, "NAME", "registered solver, by name (see 'assignsolve solvers'); third-party plugins work too"),
     ("solver_opt", "kv", "KEY=VALUE", "solver configuration, repeatable (e.g. epsilon=0.05, max_iter=100)"),
@@ -143,8 +148,10 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("n_clusters", int, "K", "number of clusters K (default: number of classes when labels are known, else 10)"),
     ("n_heads", int, "H", "cluster sub-heads (SeLa/IIC; default 1, IIC 5)"),
     ("overcluster", int, "K2", "clusters of IIC's over-clustering head (default 5K; iic only)"),
-    ("epochs", int, "E", "number of epochs"),
-    ("batch_size", int, "B", "mini-batch size per process"),
+    ("epochs", int, "E", "number of epochs (default: 50,000 images' worth, between 10 and 30: "
+     "10 for 5,000+ images, 28 for the 1,797 digits)"),
+    ("batch_size", int, "B", "mini-batch size per process (default: per recipe: iic 128 (x4 augmented "
+     "repeats), others 256)"),
     ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster, as the paper; adam otherwise)"),
     ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam)"),
     ("momentum", float, "M", "SGD momentum"),
@@ -162,7 +169,15 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "(with --method amdim: 1 when not given)"),
     ("amdim_clip", float, "C", "AMDIM: soft clipping c*tanh(s/c) of the NCE scores"),
     ("amdim_reg", float, "W", "AMDIM: weight of the penalty on squared NCE scores"),
-    ("augment", str, "STRENGTH", "augmentation strength passed to assignsolve.augment.TwoViews"),
+    ("augment", str, "STRENGTH", "'auto' (greyscale images of 16+ px: 'grey', a clean image paired with "
+     "strongly augmented copies, assignsolve.greyviews; others: 'default'), 'grey', or a strength of "
+     "assignsolve.augment.TwoViews (weak, default, strong)"),
+    ("repeats", int, "R", "'grey' views: augmented copies per clean image (IIC's --num_dataloaders; "
+     "default: iic 4, others 1)"),
+    ("freeze_prototypes", int, "STEPS", "SwAV: keep the prototypes fixed for the first STEPS optimiser "
+     "steps (SwAV's freeze_prototypes_niters; default: one epoch)"),
+    ("small_crops", int, "M", "SwAV multi-crop: M extra small crops per image (codes from the 2 large "
+     "views only; 0: off)"),
     ("seed", int, "S", "random seed (data order, augmentations, initialisation, solver seeds)"),
     ("device", str, "DEV", "'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."),
     ("amp", bool, None, "mixed precision (torch.autocast) on CUDA; the solver always runs in float32"),

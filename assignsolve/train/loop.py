@@ -100,6 +100,11 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         keep = keep.sort().values
         data = attrs.evolve(data, x=data.x[keep], labels=None if data.labels is None else data.labels[keep])
     n = int(data.x.shape[0])
+    from .autoconfig import resolve_config
+    cfg = resolve_config(cfg, n, tuple(int(s) for s in data.input_shape))
+    if d.main:
+        print(f"assignsolve run: {recipe_name} recipe, encoder {cfg.encoder}, {cfg.epochs} epochs, batch "
+              f"{cfg.batch_size}, augment {cfg.augment!r} x{cfg.repeats}", file=sys.stderr)
     if cfg.n_clusters is not None:
         k = cfg.n_clusters
     elif data.labels is not None:
@@ -118,6 +123,7 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     feat_dim = int(encoder.out_dim)
     assigner = Assigner(cfg, recipe_name)
     recipe = recipe_cls(cfg, k, n, feat_dim, assigner, d, device)
+    recipe.pooled_features = bool(getattr(encoder, "globally_pooled", True))
     heads = nn.ModuleDict(recipe.build_heads())
     local_maps = None
     if amdim_weight > 0:
@@ -139,7 +145,11 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     else:
         optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
-    augment = TwoViews(input_shape, strength=cfg.augment, device=device)
+    if cfg.augment == "grey":
+        from ..greyviews import CleanAndAugmented
+        augment = CleanAndAugmented(cfg.repeats)
+    else:
+        augment = TwoViews(input_shape, strength=cfg.augment, device=device)
     ctx = Context(cfg, d, device, data, model, ddp_model, optimizer, scaler, recipe, assigner, augment)
     log = MetricsLog(out, d.main, cfg.tensorboard)
 
@@ -183,7 +193,9 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         row = train_one_epoch(ctx, epoch, amdim_weight)
         # 4c. evaluation
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            t_eval = time.perf_counter()
             row.update(evaluate(ctx))
+            row["eval_seconds"] = time.perf_counter() - t_eval
             if d.main:
                 tqdm.write(f"epoch {epoch + 1}: {_fmt(row)}", file=sys.stderr)
         log.add(row)
@@ -233,13 +245,19 @@ def train_step(ctx: Context, idx: torch.Tensor, epoch: int, amdim_weight: float 
     cfg, recipe = ctx.cfg, ctx.recipe
     x = ctx.data.x[idx].to(ctx.device, non_blocking=True)
     with torch.no_grad():
-        v1, v2 = ctx.augment(x)
+        v1, v2 = ctx.augment(x)  # 'grey' views: v1 = x itself, v2 = the repeats' augmented copies
+    clean = getattr(ctx.augment, "pairs_clean", False)
     with ctx.autocast():
         if recipe.two_views or amdim_weight > 0:
+            extra = recipe.extra_views(v2)
             both = ctx.ddp_model(torch.cat([v1, v2]), with_amdim=amdim_weight > 0)
             out1, out2 = _split(both, v1.shape[0])
-        else:
-            out1, out2 = ctx.ddp_model(v1), None
+            if v2.shape[0] != v1.shape[0]:  # the clean outputs paired with every repeat
+                out1 = _repeat(out1, v2.shape[0] // v1.shape[0])
+            if extra:
+                out2["extra"] = [ctx.ddp_model(e) for e in extra]
+        else:  # one view: an augmented one (with 'grey' views, the first repeat)
+            out1, out2 = ctx.ddp_model(v2[: v1.shape[0]] if clean else v1), None
         loss, shown = recipe.loss(ctx, out1, out2, idx)
         if amdim_weight > 0:  # AMDIM as an added objective, on any recipe
             (g1, l1), (g2, l2) = out1["amdim"], out2["amdim"]
@@ -249,6 +267,7 @@ def train_step(ctx: Context, idx: torch.Tensor, epoch: int, amdim_weight: float 
                          "(lower --lr, or check the solver's epsilon)")
     ctx.optimizer.zero_grad(set_to_none=True)
     ctx.scaler.scale(loss).backward()
+    recipe.before_step(ctx)
     ctx.scaler.step(ctx.optimizer)
     ctx.scaler.update()
     recipe.after_step(ctx)
@@ -275,6 +294,17 @@ def _split(both: dict, b: int) -> tuple[dict, dict]:
             return tuple(cut(v, sl) for v in value)
         return [cut(v, sl) for v in value]
     return ({k: cut(v, slice(0, b)) for k, v in both.items()}, {k: cut(v, slice(b, None)) for k, v in both.items()})
+
+
+def _repeat(out: dict, r: int) -> dict:
+    """Each tensor of a model output stacked ``r`` times along the batch (clean view per repeat)."""
+    def rep(value):
+        if isinstance(value, torch.Tensor):
+            return value.repeat(r, *([1] * (value.dim() - 1)))
+        if isinstance(value, tuple):
+            return tuple(rep(v) for v in value)
+        return [rep(v) for v in value]
+    return {k: rep(v) for k, v in out.items()}
 
 
 def _save(path: Path, obj: dict) -> None:

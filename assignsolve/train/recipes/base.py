@@ -42,6 +42,8 @@ class Recipe:
     def __init__(self, cfg: TrainConfig, k: int, n: int, feat_dim: int, assigner: Assigner, d: Dist, device):
         self.cfg, self.k, self.n, self.feat_dim = cfg, k, n, feat_dim
         self.assign, self.dist, self.device = assigner, d, device
+        #: the encoder's ``globally_pooled`` (set by the loop before :meth:`build_heads`)
+        self.pooled_features = True
 
     def build_heads(self) -> dict[str, nn.Module]:
         return {}
@@ -56,6 +58,13 @@ class Recipe:
     def loss(self, ctx: "Context", out1: dict, out2: dict | None, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, the batch's labels for the balance display)."""
         raise NotImplementedError
+
+    def extra_views(self, v2: torch.Tensor) -> list[torch.Tensor]:
+        """Extra views of the batch beyond the two (SwAV's multi-crop small crops); none by default."""
+        return []
+
+    def before_step(self, ctx: "Context") -> None:
+        """After the backward pass, before the optimiser step (SwAV: frozen prototypes lose their grads)."""
 
     def after_step(self, ctx: "Context") -> None:
         """After each optimiser step (SwAV: renormalise the prototypes)."""

@@ -1,16 +1,21 @@
-"""IIC (Ji et al., ICCV 2019): mutual information of two views' cluster heads."""
+"""IIC (Ji et al., ICCV 2019): mutual information of two views' cluster heads.
+
+Main + over-clustering heads with several sub-heads; the read-out (pseudo-labels, head
+accuracy) uses the main sub-head with the lowest training loss in the last epoch, as the
+reference's ``select_sub_head_on_loss`` (``xu-ji/IIC`` ``cluster_eval.get_subhead_using_loss``;
+no labels needed).
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-
 import torch
 
 from ...core.problem import Problem
 from ...heads import ClusterHeads
+from ...mi import iic_head_losses, iic_multihead_loss
 from .base import Recipe
-from ...mi import iic_multihead_loss
 
 
 class IICRecipe(Recipe):
@@ -19,9 +24,15 @@ class IICRecipe(Recipe):
     name: ClassVar[str] = "iic"
     two_views: ClassVar[bool] = True
 
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.head_loss_sum: torch.Tensor | None = None  # [H] this epoch's summed main sub-head losses
+        self.best_head = 0  # read-out: the main sub-head with the lowest training loss last epoch
+
     def build_heads(self):
+        # input BN only on globally pooled (all-positive, one dominant direction) features
         heads = ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads or 5,
-                             overcluster=self.cfg.overcluster or 5 * self.k, input_bn=True)
+                             overcluster=self.cfg.overcluster or 5 * self.k, input_bn=self.pooled_features)
         # PyTorch's default Linear init, as IIC's heads: with DeepCluster's N(0, 0.01^2) init every
         # softmax starts uniform, where the MI and its gradient vanish (the run stalls collapsed).
         for layer in [*heads.heads, *heads.overcluster_heads]:
@@ -30,12 +41,26 @@ class IICRecipe(Recipe):
 
     def loss(self, ctx, out1, out2, idx):
         p = lambda zs: [torch.softmax(z.float(), dim=1) for z in zs]  # noqa: E731
-        main = iic_multihead_loss(p(out1["logits"]), p(out2["logits"]), lamb=self.cfg.iic_lamb)
+        per_head = iic_head_losses(p(out1["logits"]), p(out2["logits"]), lamb=self.cfg.iic_lamb)
         over = iic_multihead_loss(p(out1["over"]), p(out2["over"]), lamb=self.cfg.iic_lamb)
-        return main + over, out1["logits"][0].argmax(1)
+        with torch.no_grad():
+            h = per_head.detach().float().cpu()
+            self.head_loss_sum = h if self.head_loss_sum is None else self.head_loss_sum + h
+        return per_head.mean() + over, out1["logits"][self.best_head].argmax(1)
+
+    def end_epoch(self, ctx, epoch):
+        if self.head_loss_sum is not None:
+            self.best_head = int(self.head_loss_sum.argmin())
+            self.head_loss_sum = None
 
     def eval_problem(self, outputs):
-        return Problem.from_logits(outputs["logits"][0].float())
+        return Problem.from_logits(outputs["logits"][self.best_head].float())
 
     def head_labels(self, outputs):
-        return outputs["logits"][0].argmax(1)
+        return outputs["logits"][self.best_head].argmax(1)
+
+    def state_dict(self):
+        return {"best_head": self.best_head}
+
+    def load_state_dict(self, state):
+        self.best_head = int(state.get("best_head", 0))

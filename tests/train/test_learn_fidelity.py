@@ -1,0 +1,247 @@
+"""Issue 9 fidelity points, each against a hand-computed or reference value.
+
+IIC's clamp in float32, the grey-digit views (affine maps, erasing), SwAV's multi-crop loss,
+solver-declared recipe options (SwAV's 3-iteration regime), prototype freezing, the IIC
+lowest-loss sub-head read-out, and the data-adaptive defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from assignsolve import Problem
+from assignsolve.train.autoconfig import auto_augment, auto_encoder, auto_epochs, resolve_config
+from assignsolve.greyviews import CleanAndAugmented, affine_matrix, erase_mask, random_erasing, small_crops
+from assignsolve.mi import IID_EPS, iic_head_losses, iic_loss
+from assignsolve.objectives import swav_loss, swav_multicrop_loss
+from assignsolve.train import Assigner, TrainConfig, run
+
+
+# ----------------------------------------------------------------------------- IIC clamp
+def authors_iid_loss(x_out: np.ndarray, x_tf_out: np.ndarray, lamb: float = 1.0) -> float:
+    """xu-ji/IIC IID_losses.IID_loss re-stated in float64 numpy: EPS = sys.float_info.epsilon."""
+    eps = sys.float_info.epsilon
+    p = (x_out[:, :, None] * x_tf_out[:, None, :]).sum(0)
+    p = (p + p.T) / 2.0
+    p = p / p.sum()
+    k = p.shape[0]
+    p_i = np.broadcast_to(p.sum(1).reshape(k, 1), (k, k)).copy()
+    p_j = np.broadcast_to(p.sum(0).reshape(1, k), (k, k)).copy()
+    p[p < eps], p_i[p_i < eps], p_j[p_j < eps] = eps, eps, eps
+    return float(-(p * (np.log(p) - lamb * np.log(p_j) - lamb * np.log(p_i))).sum())
+
+
+def test_iid_eps_is_python_float_epsilon():
+    assert IID_EPS == sys.float_info.epsilon == pytest.approx(2.220446049250313e-16)
+
+
+def test_iic_loss_float32_matches_authors_float64_reference_with_near_empty_clusters():
+    torch.manual_seed(0)
+    k = 50  # IIC's over-clustering head: most of its clusters are empty early on
+    logits = torch.randn(64, k) * 3
+    logits[:, 8:] -= 30.0  # 42 clusters nearly empty: entries of P far below 1.2e-7
+    p1 = torch.softmax(logits, 1)
+    p2 = torch.softmax(logits + 0.3 * torch.randn(64, k), 1)
+    ref = authors_iid_loss(p1.double().numpy(), p2.double().numpy())
+    got = float(iic_loss(p1, p2))
+    assert got == pytest.approx(ref, abs=1e-5)
+    # the old float32 clamp (finfo(float32).eps) is measurably different here: the test can fail
+    old = float(iic_loss(p1, p2, eps=float(torch.finfo(torch.float32).eps)))
+    assert abs(old - ref) > 1e-3
+
+
+def test_iic_gradient_float32_matches_float64():
+    torch.manual_seed(1)
+    logits = torch.randn(32, 6) * 4
+    logits[:, 4:] -= 25.0
+    noise = 0.2 * torch.randn(32, 6)
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        z = logits.to(dtype).detach().clone().requires_grad_(True)
+        iic_loss(torch.softmax(z, 1), torch.softmax(z + noise.to(dtype), 1)).backward()
+        grads.append(z.grad.double())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
+def test_iic_head_losses_are_each_heads_loss():
+    torch.manual_seed(2)
+    h1 = [torch.softmax(torch.randn(20, k), 1) for k in (3, 3, 5)]
+    h2 = [torch.softmax(torch.randn(20, k), 1) for k in (3, 3, 5)]
+    per = iic_head_losses(h1, h2)
+    assert per.shape == (3,)
+    for i in range(3):
+        assert float(per[i]) == pytest.approx(authors_iid_loss(h1[i].double().numpy(), h2[i].double().numpy()), abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- grey views
+def dot_image(row: int, col: int, size: int = 28) -> torch.Tensor:
+    x = torch.zeros(1, 1, size, size)
+    x[0, 0, row, col] = 1.0
+    return x
+
+
+def warp(x, angle=0.0, scale=1.0, shear=0.0, tx=0.0, ty=0.0):
+    b, _, h, w = x.shape
+    t = lambda v: torch.full((b,), float(v))  # noqa: E731
+    theta = affine_matrix(t(angle), t(scale), t(shear), t(tx), t(ty), h, w)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def peak(x):
+    i = int(x.flatten().argmax())
+    return divmod(i, x.shape[-1])
+
+
+def test_affine_identity_translation_rotation_zoom_by_hand():
+    x = dot_image(5, 9)
+    torch.testing.assert_close(warp(x), x)
+    # tx = 2 * 3/28 in normalised units moves the dot 3 pixels right; ty moves it down
+    assert peak(warp(x, tx=2 * 3 / 28)) == (5, 12)
+    assert peak(warp(x, ty=2 * 4 / 28)) == (9, 9)
+    # rotation by +90 degrees about the centre (13.5, 13.5), clockwise on screen (rows down):
+    # offset (dx, dy) = (9 - 13.5, 5 - 13.5) = (-4.5, -8.5) -> (-dy, dx) = (8.5, -4.5) -> col 22, row 9
+    assert peak(warp(x, angle=math.pi / 2)) == (9, 22)
+    # zoom 2 doubles the offset from the centre: (-4.5, -8.5) -> (-9, -17) is outside; use a nearer dot
+    y = dot_image(11, 12)  # offset (-1.5, -2.5) -> (-3, -5): col 10.5, row 8.5 (bilinear spread)
+    out = warp(y, scale=2.0)[0, 0]
+    rows, cols = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    centroid = (float((out * rows).sum() / out.sum()), float((out * cols).sum() / out.sum()))
+    assert centroid == pytest.approx((8.5, 10.5), abs=1e-4)
+    assert float(out.sum()) == pytest.approx(4.0, abs=1e-4)  # twice the size: four times the ink
+    # shear kappa moves a point by kappa * dy horizontally: dy = -8.5, kappa = 2/8.5 -> 2 px left
+    assert peak(warp(x, shear=2 / 8.5)) == (5, 7)
+
+
+def test_erase_mask_and_random_erasing():
+    m = erase_mask(torch.tensor([2]), torch.tensor([3]), torch.tensor([4]), torch.tensor([5]), 10, 12)
+    expected = torch.zeros(1, 1, 10, 12, dtype=torch.bool)
+    expected[..., 2:6, 3:8] = True
+    assert torch.equal(m, expected)
+    x = torch.ones(400, 1, 28, 28)
+    torch.manual_seed(0)
+    assert torch.equal(random_erasing(x, p=0.0), x)
+    out = random_erasing(x, p=1.0)
+    frac = 1 - out.flatten(1).mean(1)
+    assert float(frac.min()) > 0.0 and float(frac.max()) <= 0.33 + 0.05
+    assert float(frac.mean()) == pytest.approx((0.02 + 0.33) / 2, abs=0.04)  # U(0.02, 0.33) areas
+    some = random_erasing(x, p=0.25)
+    assert 0.18 < float((some.flatten(1).min(1).values == 0).float().mean()) < 0.32
+
+
+def test_clean_and_augmented_pairs_the_clean_batch_with_repeats():
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 28, 28)
+    clean, aug = CleanAndAugmented(3)(x)
+    assert clean is x and aug.shape == (18, 1, 28, 28)
+    assert float(aug.min()) >= 0 and float(aug.max()) <= 1
+    assert not torch.equal(aug[:6], aug[6:12])  # independent copies of the same images
+    crops = small_crops(x, 2)
+    assert len(crops) == 2 and crops[0].shape == (6, 1, 16, 16)
+
+
+# ----------------------------------------------------------------------------- SwAV
+def test_multicrop_loss_reduces_to_swav_and_matches_hand_sum():
+    torch.manual_seed(0)
+    s = [torch.randn(8, 5) for _ in range(4)]
+    q = [torch.softmax(torch.randn(8, 5), 1) for _ in range(2)]
+    assert float(swav_multicrop_loss(s[:2], q, 0.1)) == pytest.approx(float(swav_loss(s[0], s[1], q[0], q[1], 0.1)), rel=1e-6)
+
+    def ce(z, qq):
+        return float(-(qq * torch.log_softmax(z / 0.1, 1)).sum(1).mean())
+    hand = 0.5 * ((ce(s[1], q[0]) + ce(s[2], q[0]) + ce(s[3], q[0])) / 3
+                  + (ce(s[0], q[1]) + ce(s[2], q[1]) + ce(s[3], q[1])) / 3)
+    assert float(swav_multicrop_loss(s, q, 0.1)) == pytest.approx(hand, rel=1e-6)
+
+
+def swav_reference(scores: np.ndarray, eps: float = 0.05, iters: int = 3) -> np.ndarray:
+    """facebookresearch/swav distributed_sinkhorn, one process, float64."""
+    q = np.exp(scores / eps).T
+    q /= q.sum()
+    k, b = q.shape
+    for _ in range(iters):
+        q /= q.sum(1, keepdims=True)
+        q /= k
+        q /= q.sum(0, keepdims=True)
+        q /= b
+    return (q * b).T
+
+
+def test_swav_recipe_gets_the_solvers_declared_swav_regime():
+    a = Assigner(TrainConfig(solver="sinkhorn-gpu", method="swav"), "swav")
+    assert a.options["mode"] == "swav" and a.options["epsilon"] == 0.05
+    torch.manual_seed(0)
+    scores = F.normalize(torch.randn(64, 16), dim=1) @ F.normalize(torch.randn(10, 16), dim=1).T
+    codes = a(Problem(scores=scores)).soft
+    ref = swav_reference(scores.double().numpy())
+    np.testing.assert_allclose(np.asarray(codes), ref, atol=1e-5)
+    assert a.solver.max_iter is None  # 3 iterations in swav mode, not SeLa's up to 1000
+    sela = Assigner(TrainConfig(solver="sinkhorn-gpu", method="sela"), "sela")
+    assert sela.options.get("mode", "sela") == "sela" and sela.options["epsilon"] == 0.1
+    user = Assigner(TrainConfig(solver="sinkhorn-gpu", solver_opt={"epsilon": 0.2}), "swav")
+    assert user.options["epsilon"] == 0.2  # the user's value wins
+
+
+TINY = dict(limit=96, batch_size=32, encoder_opt={"width": 8}, hidden_dim=32, proj_dim=16,
+            progress=False, n_clusters=4, epochs=1)
+
+
+def test_prototypes_frozen_for_the_first_steps(tmp_path):
+    import assignsolve.train as T
+
+    seen = {}
+    orig = T.SwAV.after_step
+
+    def spy(self, ctx):
+        seen.setdefault("w", []).append(ctx.model_heads["proto"].weight.detach().clone())
+        orig(self, ctx)
+    T.SwAV.after_step = spy
+    try:
+        run(TrainConfig(**TINY, solver="sinkhorn-gpu", out=str(tmp_path / "a"), freeze_prototypes=2))
+    finally:
+        T.SwAV.after_step = orig
+    w = seen["w"]  # after steps 1, 2, 3 (96 / 32)
+    assert len(w) == 3
+    init = F.normalize(w[0], dim=1)
+    torch.testing.assert_close(w[0], init)  # step 1: no prototype update at all
+    torch.testing.assert_close(F.normalize(w[1], dim=1), init)
+    assert (F.normalize(w[2], dim=1) - init).abs().max() > 1e-6  # step 3 moves them
+
+
+def test_swav_multicrop_runs_and_trains(tmp_path):
+    row = run(TrainConfig(**TINY, solver="sinkhorn-gpu", out=str(tmp_path / "m"), small_crops=2))
+    assert math.isfinite(row["loss"])
+
+
+# ----------------------------------------------------------------------------- defaults
+def test_auto_defaults_follow_the_data():
+    assert auto_epochs(5000) == 10 and auto_epochs(60000) == 10 and auto_epochs(1797) == 28
+    assert auto_epochs(100) == 30
+    assert auto_encoder((1, 28, 28)) == "convnet" and auto_encoder((1, 8, 8)) == "cnn"
+    assert auto_encoder((3, 32, 32)) == "cnn" and auto_encoder((64,)) == "mlp"
+    assert auto_augment((1, 28, 28)) == "grey" and auto_augment((1, 8, 8)) == "default"
+    iic = resolve_config(TrainConfig(solver="iic"), 5000, (1, 28, 28))
+    assert (iic.epochs, iic.batch_size, iic.augment, iic.repeats, iic.encoder) == (10, 128, "grey", 4, "convnet")
+    dc = resolve_config(TrainConfig(solver="kmeans"), 5000, (1, 28, 28))
+    assert (dc.batch_size, dc.repeats) == (256, 1)
+    mine = resolve_config(TrainConfig(solver="iic", epochs=3, batch_size=64, repeats=2, encoder="cnn"), 5000, (1, 28, 28))
+    assert (mine.epochs, mine.batch_size, mine.repeats, mine.encoder) == (3, 64, 2, "cnn")
+
+
+def test_swav_recipe_uses_the_solvers_trusted_codes_on_gathered_rows():
+    from assignsolve.train.recipes.swav import _fast_codes
+
+    a = Assigner(TrainConfig(solver="sinkhorn-gpu", method="swav"), "swav")
+    fn = _fast_codes(a.solver)
+    assert fn is not None and fn.__self__.distributed is False and fn.__self__.mode == "swav"
+    torch.manual_seed(1)
+    scores = F.normalize(torch.randn(48, 16), dim=1) @ F.normalize(torch.randn(6, 16), dim=1).T
+    np.testing.assert_allclose(fn(scores).double().numpy(), swav_reference(scores.double().numpy()), atol=1e-5)
+    pot = Assigner(TrainConfig(solver="sinkhorn-pot", method="swav"), "swav")
+    assert _fast_codes(pot.solver) is None  # no codes(): the Problem path
