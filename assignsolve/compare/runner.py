@@ -178,6 +178,25 @@ class CompareResult:
         return next(r for r in self.rows if r["solver"] == solver)
 
 
+#: why a solver is slow by design, shown when it takes more than TIME_RATIO x kmeans' time
+SLOW_BY_DESIGN = {
+    "lp": "exact LP solved to the vertex (cvxpy + HiGHS simplex, {n_iters} simplex iterations over {rounds} "
+          "rounds): the exact reference the others approximate, not a speed contender",
+}
+TIME_RATIO = 5.0
+
+
+def add_time_notes(rows: list, peer: str = "kmeans") -> None:
+    """``time_note`` on each finished row slower than ``TIME_RATIO`` x the ``peer``'s time in this run."""
+    ref = next((r for r in rows if r["solver"] == peer and r["status"] == STATUS_OK), None)
+    if ref is None or not ref["seconds"] > 0:
+        return
+    for r in rows:
+        if r["status"] == STATUS_OK and r is not ref and r["seconds"] > TIME_RATIO * ref["seconds"]:
+            why = SLOW_BY_DESIGN.get(r["solver"], "no reason known: a speed target missed").format(**r)
+            r["time_note"] = f"{r['seconds'] / ref['seconds']:.0f}x the time of {peer}: {why}"
+
+
 def _option_names(cls) -> set[str]:
     if attrs.has(cls):
         return set(attrs.fields_dict(cls))
@@ -312,6 +331,7 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
         rows.append(row)
         log(_progress(row))
 
+    add_time_notes(rows)
     info = {
         "source": name, "n_input": n_input, "n": n, "d": int(x.shape[1]), "k": k,
         "n_classes": None if y is None else int(np.unique(y).size),
