@@ -35,11 +35,11 @@ PAIR_K = 10
 
 
 def score_spread(x: np.ndarray, c0: np.ndarray, metric: str) -> float:
-    """Standard deviation of the initial scores ``S(x, C0)`` (all entries, float64)."""
+    """Population standard deviation of the initial scores ``S(x, C0)`` (all N*K entries, float64)."""
     from ..core.problem import Problem
 
     s = Problem.from_features(torch.from_numpy(x), torch.from_numpy(c0), metric=metric).scores
-    return float(s.double().std())
+    return float(s.double().std(correction=0))
 
 
 def reads_two_views(entry) -> bool:
