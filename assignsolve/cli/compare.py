@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import attrs
 from collections.abc import Sequence
@@ -102,7 +103,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"compare: {data.name} {data.x.shape[0]}x{data.x.shape[1]}, "
           f"K = {cfg.k if cfg.k is not None else 'from labels'}, T = {cfg.iters}, seed = {cfg.seed}"
           + (f"..{cfg.seed + args.repeat - 1} (R = {args.repeat})" if args.repeat > 1 else ""))
-    runs = [compare(data.x, data.labels, solvers, attrs.evolve(cfg, seed=cfg.seed + r), name=data.name)
+    log = print if args.times else (lambda line: print(re.sub(r" in [0-9.]+ s", "", line)))
+    runs = [compare(data.x, data.labels, solvers, attrs.evolve(cfg, seed=cfg.seed + r), name=data.name, log=log)
             for r in range(args.repeat)]
     result = runs[0]
     paths = write_outputs(result, args.out, runs)
@@ -111,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"score std(S0) = {result.info['score_std']:.4g}; eps = {cfg.epsilon_rel:g} x std(S0) for entropic "
           f"solvers, tau = {cfg.tau_rel:g} x std(S0) for two-view solvers (* = set by --solver-opt)")
     print(format_table(aggregate(runs) if args.repeat > 1 else result.rows, columns,
-                       has_labels=result.true_labels is not None))
+                       has_labels=result.true_labels is not None, times=args.times))
     print()
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0 if any(r["status"] == STATUS_OK for r in result.rows) else 1

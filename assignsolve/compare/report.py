@@ -60,11 +60,13 @@ def _fmt(col: str, value) -> str:
     return f"{value:.5g}"
 
 
-def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, has_labels: bool = True) -> str:
+def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, has_labels: bool = True,
+                 times: bool = True) -> str:
     """Aligned text table, best first (:func:`.summary.ranked`), ``-`` for missing values, then notes.
 
     Notes under the table: failures with their reason, collapses, and each solver's own
-    ``time_note`` (why it is slow, e.g. lp solved exactly to the vertex).
+    ``time_note`` (why it is slow, e.g. lp solved exactly to the vertex; left out with ``times=False``,
+    like the measured columns, so that the same command prints the same table).
     """
     rows = ranked(rows, has_labels)
 
@@ -78,7 +80,7 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, 
     lines = [table, "", f"sorted by {'accuracy' if has_labels else 'objective'}, best marked *"]
     notes = [f"  {r['solver']}: {r['status']}: {r['reason']}" for r in rows if not r["status"].startswith(STATUS_OK)]
     collapsed = [f"  {r['solver']}: collapsed ({r['collapse']}): converged=no" for r in rows if r.get("collapse")]
-    timed = [f"  {r['solver']}: {r['time_note']}" for r in rows if r.get("time_note")]
+    timed = [f"  {r['solver']}: {r['time_note']}" for r in rows if r.get("time_note") and times]
     for title, block in (("not run to completion:", notes), ("collapse:", collapsed), ("time:", timed)):
         if block:
             lines += ["", title] + block
