@@ -37,7 +37,7 @@ def _progress(row: Mapping) -> str:
 
 def _fmt(col: str, value) -> str:
     if isinstance(value, tuple):  # (mean, std) over repeats
-        return f"{_fmt(col, value[0])}+-{_fmt(col, value[1])}" if col not in ("rounds", "n_iters", "size_min",
+        return f"{_fmt(col, value[0])}+-{value[1]:.2g}" if col not in ("rounds", "n_iters", "size_min",
                "size_max") else f"{value[0]:.4g}+-{value[1]:.2g}"
     if col == "scale":
         return scale_text(value or {})

@@ -182,17 +182,24 @@ class CompareResult:
 SLOW_BY_DESIGN = {
     "lp": "exact LP solved to the vertex (cvxpy + HiGHS simplex, {n_iters} simplex iterations over {rounds} "
           "rounds): the exact reference the others approximate, not a speed contender",
+    "sinkhorn-gpu": "{n_iters} Sinkhorn iterations over {rounds} rounds at the small scale-aware epsilon "
+                    "(a plan sharp enough to match lp); a larger --epsilon-rel is faster and softer",
+    "sinkhorn-pot": "{n_iters} Sinkhorn iterations over {rounds} rounds at the small scale-aware epsilon "
+                    "(a plan sharp enough to match lp); a larger --epsilon-rel is faster and softer",
 }
 TIME_RATIO = 5.0
+#: below this many seconds a ratio mostly measures fixed per-call costs: no note
+TIME_FLOOR = 1.0
 
 
 def add_time_notes(rows: list, peer: str = "kmeans") -> None:
-    """``time_note`` on each finished row slower than ``TIME_RATIO`` x the ``peer``'s time in this run."""
+    """``time_note`` on each finished row slower than ``TIME_RATIO`` x the ``peer``'s time in this run
+    (and than ``TIME_FLOOR`` seconds), with the reason when it is known (:data:`SLOW_BY_DESIGN`)."""
     ref = next((r for r in rows if r["solver"] == peer and r["status"] == STATUS_OK), None)
     if ref is None or not ref["seconds"] > 0:
         return
     for r in rows:
-        if r["status"] == STATUS_OK and r is not ref and r["seconds"] > TIME_RATIO * ref["seconds"]:
+        if r["status"] == STATUS_OK and r is not ref and r["seconds"] > max(TIME_RATIO * ref["seconds"], TIME_FLOOR):
             why = SLOW_BY_DESIGN.get(r["solver"], "no reason known: a speed target missed").format(**r)
             r["time_note"] = f"{r['seconds'] / ref['seconds']:.0f}x the time of {peer}: {why}"
 
