@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import argparse
+import re
+
+import attrs
 from collections.abc import Sequence
 
 
 from ..core.errors import CompareError
 from .options import parse_named_kv
 from ..compare.protocol import STATUS_OK
-from ..compare.report import _columns_for, format_table, write_outputs
+from ..compare.report import _columns_for, aggregate, format_table, write_outputs
 from ..compare import runner as _runner
 from ..compare.runner import CompareConfig, compare
+from ..compare.scales import EPSILON_REL, PAIR_K, TAU_REL
 
 HELP = "compare solvers on fixed features: one table, one plot"
 DESCRIPTION = _runner.__doc__
@@ -29,8 +33,12 @@ def parse_solver_opts(items: Sequence[str]) -> dict[str, dict]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``assignsolve compare``."""
-    parser.add_argument("--data", "--features", dest="features", default="digits", metavar="PATH|digits",
-                        help="features: .npy/.npz/.pt file or 'digits' (default: digits; --features is an alias)")
+    parser.add_argument("--data", "--features", dest="features", default=None, metavar="PATH|digits",
+                        help="features: .npy/.npz/.pt file of [N, D] features or [N, C, H, W] images (flattened "
+                             "pixels), or 'digits' (default: digits; --features is an alias); with --run: the "
+                             "images to embed (default: the run's own data)")
+    parser.add_argument("--run", default=None, metavar="DIR",
+                        help="a trained run's folder: compare on the features of its checkpoint")
     parser.add_argument("--labels", default=None, metavar="PATH", help="optional labels file (.npy/.pt)")
     parser.add_argument("--solvers", default=None, metavar="A,B,...",
                         help="comma-separated solver names (default: every registered solver)")
@@ -58,14 +66,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracemalloc", action="store_true", help="also record tracemalloc peaks")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="skip the untimed warm-up round on a subset before each timed run")
+    parser.add_argument("--epsilon-rel", type=float, default=EPSILON_REL,
+                        help="epsilon of entropic solvers = this x std of the initial scores (default: 0.1)")
+    parser.add_argument("--tau-rel", type=float, default=TAU_REL,
+                        help="temperature of two-view solvers (iic) = this x std of the initial scores (default: 0.1)")
+    parser.add_argument("--pair-k", type=int, default=PAIR_K,
+                        help="two-view solvers pair each sample with one of its k nearest neighbours (default: 10)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="R",
+                        help="run R times with seeds seed..seed+R-1; the table gives mean +- std (default: 1)")
+    parser.add_argument("--no-times", dest="times", action="store_false",
+                        help="leave the measured columns (seconds, mem_mb) out of the printed table, so that "
+                             "two invocations print byte-identical tables")
     parser.add_argument("--out", default="compare-out", metavar="DIR", help="output folder (default: compare-out)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..data import load_features
+    from ..compare.sources import load_run, load_source
 
+    if args.repeat < 1:
+        raise CompareError(f"--repeat: expected an int >= 1, found {args.repeat}")
     try:
-        data = load_features(args.features, args.labels)
+        if args.run is not None:
+            data = load_run(args.run, args.features, args.labels)
+        else:
+            data = load_source(args.features or "digits", args.labels)
     except (FileNotFoundError, ValueError) as exc:
         raise CompareError(str(exc)) from exc
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()] if args.solvers else None
@@ -74,13 +98,22 @@ def main(args: argparse.Namespace) -> int:
                         normalize=args.normalize, init=args.init, metric=args.metric, update=args.update, tol=args.tol,
                         device=args.device, isolation=args.isolation, tracemalloc=args.tracemalloc,
                         warmup=args.warmup, threads=args.threads,
-                        solver_opts=parse_solver_opts(args.solver_opt))
+                        solver_opts=parse_solver_opts(args.solver_opt), epsilon_rel=args.epsilon_rel,
+                        tau_rel=args.tau_rel, pair_k=args.pair_k)
     print(f"compare: {data.name} {data.x.shape[0]}x{data.x.shape[1]}, "
-          f"K = {cfg.k if cfg.k is not None else 'from labels'}, T = {cfg.iters}, seed = {cfg.seed}")
-    result = compare(data.x, data.labels, solvers, cfg, name=data.name)
-    paths = write_outputs(result, args.out)
+          f"K = {cfg.k if cfg.k is not None else 'from labels'}, T = {cfg.iters}, seed = {cfg.seed}"
+          + (f"..{cfg.seed + args.repeat - 1} (R = {args.repeat})" if args.repeat > 1 else ""))
+    log = print if args.times else (lambda line: print(re.sub(r" in [0-9.]+ s", "", line)))
+    runs = [compare(data.x, data.labels, solvers, attrs.evolve(cfg, seed=cfg.seed + r), name=data.name, log=log)
+            for r in range(args.repeat)]
+    result = runs[0]
+    paths = write_outputs(result, args.out, runs)
+    columns = _columns_for(result, times=args.times)
     print()
-    print(format_table(result.rows, _columns_for(result)))
+    print(f"score std(S0) = {result.info['score_std']:.4g}; eps = {cfg.epsilon_rel:g} x std(S0) for entropic "
+          f"solvers, tau = {cfg.tau_rel:g} x std(S0) for two-view solvers (* = set by --solver-opt)")
+    print(format_table(aggregate(runs) if args.repeat > 1 else result.rows, columns,
+                       has_labels=result.true_labels is not None, times=args.times))
     print()
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0 if any(r["status"] == STATUS_OK for r in result.rows) else 1

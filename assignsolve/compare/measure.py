@@ -91,6 +91,7 @@ def _run_solver_threads_set(task: Mapping) -> dict:
     device = torch.device(task["device"])
     x = torch.as_tensor(task["x"]).to(device)
     c0 = torch.as_tensor(task["c0"]).to(device)
+    pair = None if task.get("pair") is None else torch.as_tensor(task["pair"]).to(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotConvergedWarning)  # recorded as converged=False
         if task.get("warmup", True):
@@ -98,12 +99,13 @@ def _run_solver_threads_set(task: Mapping) -> dict:
             # inside solve); a failure here is left for the timed run to report
             m = min(x.shape[0], max(4 * c0.shape[0], 64))
             try:
-                run_protocol(solver, entry.needs, x[:m], c0, 1, task["metric"], task["tol"], task["update"])
+                run_protocol(solver, entry.needs, x[:m], c0, 1, task["metric"], task["tol"], task["update"],
+                             task.get("tau"), None if pair is None else pair[:m] % m)
             except Exception:  # noqa: BLE001
                 pass
         out, meas = _measured(
             lambda: run_protocol(solver, entry.needs, x, c0, task["iters"], task["metric"], task["tol"],
-                                 task["update"]),
+                                 task["update"], task.get("tau"), pair),
             device, task["tracemalloc"])
     out.update(meas)
     out["threads"] = torch.get_num_threads()

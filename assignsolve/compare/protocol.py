@@ -45,7 +45,8 @@ def _as_torch(a) -> torch.Tensor:
 
 
 def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: int,
-                 metric: str = "cosine", tol: float = 1e-6, update: str = "soft") -> dict:
+                 metric: str = "cosine", tol: float = 1e-6, update: str = "soft",
+                 tau: float | None = None, pair=None) -> dict:
     """Run one solver through the shared protocol (see the module docstring).
 
     Parameters
@@ -66,13 +67,18 @@ def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: i
         Early stop when labels repeat and centroids move by at most ``tol`` (max-abs).
     update : {"soft", "hard"}
         Centroids from the soft assignment when the solver returns one, or always from the labels.
+    tau : float, optional
+        Two-view solvers (iic): the scores are divided by ``tau`` (a temperature) ...
+    pair : array [N] int, optional
+        ... and ``paired_scores = S[pair] / tau`` is the second view (a feature-space neighbour).
 
     Returns
     -------
     dict
         ``labels`` [N] int64 numpy, ``objective``, ``rounds``, ``n_iters`` (summed over rounds),
         ``converged`` (every solve converged), ``n_not_converged``, ``marginal_error``,
-        ``solver_error`` (the solver's last recorded stopping value), ``solve_seconds``.
+        ``solver_error`` (the solver's last recorded stopping value), ``solve_seconds``,
+        ``collapse`` (:func:`collapse_reason`; "" when none; a collapse sets ``converged`` False).
     """
     from ..core.problem import Problem
 
@@ -84,7 +90,12 @@ def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: i
     else:
         c, previous = c0, None
         for _ in range(iters):
-            res = solver(Problem.from_features(x, c, metric=metric))
+            problem = Problem.from_features(x, c, metric=metric)
+            if tau is not None:
+                s = problem.scores / tau
+                paired = None if pair is None else s[_as_torch(pair).to(s.device)]
+                problem = Problem(scores=s, paired_scores=paired, features=x, init_centroids=problem.init_centroids)
+            res = solver(problem)
             results.append(res)
             labels = _as_torch(res.labels).to(x.device)
             soft = res.soft is not None and update == "soft"
@@ -98,14 +109,39 @@ def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: i
     last = results[-1]
     labels = _as_torch(last.labels).to(x.device)
     q = _as_torch(last.soft).to(x.device) if last.soft is not None else _one_hot(labels, k, x)
+    collapse = collapse_reason(labels, q, k)
     return {
+        "collapse": collapse,
         "labels": labels.cpu().numpy().astype(np.int64),
         "objective": float(last.objective),
         "rounds": len(results) if needs != "features" else 1,
         "n_iters": int(sum(r.n_iters for r in results)),
-        "converged": all(bool(r.converged) for r in results),
+        "converged": all(bool(r.converged) for r in results) and not collapse,
         "n_not_converged": sum(not r.converged for r in results),
         "marginal_error": marginal_error(q),
         "solver_error": float(last.marginal_error),
         "solve_seconds": float(sum(r.seconds for r in results)),
     }
+
+
+def collapse_reason(labels: torch.Tensor, q: torch.Tensor, k: int) -> str:
+    """Why the assignment is degenerate, or "" when it is not.
+
+    Degenerate: (a) an uninformative plan, the mean row maximum of ``Q`` (rows normalised) below
+    ``1.5 / K``, so that the labels come from tie-breaking, not from the scores; (b) one cluster
+    holding more than half of the samples (K >= 3); (c) fewer than half of the clusters used.
+    """
+    n = int(labels.numel())
+    if n == 0 or k < 2:
+        return ""
+    rows = q / q.sum(dim=1, keepdim=True).clamp(min=torch.finfo(q.dtype).tiny)
+    peak = float(rows.max(dim=1).values.mean())
+    if peak < 1.5 / k:
+        return f"uninformative plan: mean row max {peak:.3g} < 1.5/K = {1.5 / k:.3g}"
+    sizes = torch.bincount(labels.cpu().long(), minlength=k)
+    if k >= 3 and int(sizes.max()) > n / 2:
+        return f"one cluster holds {int(sizes.max())} of {n} samples"
+    used = int((sizes > 0).sum())
+    if used < (k + 1) // 2:
+        return f"only {used} of {k} clusters used"
+    return ""

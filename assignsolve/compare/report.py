@@ -14,14 +14,18 @@ from typing import TYPE_CHECKING
 
 from ..cli.options import format_table as _table
 from .protocol import STATUS_OK
+from .scales import scale_text
+from .summary import aggregate, ranked  # noqa: F401  (aggregate: re-exported for the CLI)
 
 if TYPE_CHECKING:
     from .runner import CompareResult
 
 
 #: Columns of the terminal table / CSV, in order.
-COLUMNS = ["solver", "status", "nmi", "ari", "acc", "objective", "size_min", "size_max",
-           "size_entropy", "marginal_error", "rounds", "n_iters", "converged", "seconds", "mem_mb"]
+COLUMNS = ["best", "solver", "status", "acc", "seconds", "nmi", "ari", "scale", "objective", "size_min",
+           "size_max", "size_entropy", "marginal_error", "rounds", "n_iters", "converged", "mem_mb"]
+#: measured columns (left out by ``--no-times``)
+TIMES = ("seconds", "mem_mb")
 
 
 def _progress(row: Mapping) -> str:
@@ -32,6 +36,11 @@ def _progress(row: Mapping) -> str:
 
 
 def _fmt(col: str, value) -> str:
+    if isinstance(value, tuple):  # (mean, std) over repeats
+        return f"{_fmt(col, value[0])}+-{value[1]:.2g}" if col not in ("rounds", "n_iters", "size_min",
+               "size_max") else f"{value[0]:.4g}+-{value[1]:.2g}"
+    if col == "scale":
+        return scale_text(value or {})
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if col == "converged":
@@ -51,14 +60,31 @@ def _fmt(col: str, value) -> str:
     return f"{value:.5g}"
 
 
-def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
-    """Aligned text table: text left-aligned, numbers right-aligned, ``-`` for missing values."""
-    def cell(r, c):
-        return _fmt(c, r.get(c)) if r["status"] == STATUS_OK or c in ("solver", "status") else "-"
+def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, has_labels: bool = True,
+                 times: bool = True) -> str:
+    """Aligned text table, best first (:func:`.summary.ranked`), ``-`` for missing values, then notes.
 
-    table = _table(rows, list(columns or COLUMNS), cell=cell, left={"solver", "status", "converged"})
-    notes = [f"  {r['solver']}: {r['status']}: {r['reason']}" for r in rows if r["status"] != STATUS_OK]
-    return "\n".join([table] + (["", "not run to completion:"] + notes if notes else []))
+    Notes under the table: failures with their reason, collapses, and each solver's own
+    ``time_note`` (why it is slow, e.g. lp solved exactly to the vertex; left out with ``times=False``,
+    like the measured columns, so that the same command prints the same table).
+    """
+    rows = ranked(rows, has_labels)
+
+    def cell(r, c):
+        return _fmt(c, r.get(c)) if r["status"].startswith(STATUS_OK) or c in ("solver", "status", "best") else "-"
+
+    cols = list(columns or COLUMNS)
+    if "best" in cols and "best" not in rows[0]:
+        cols.remove("best")
+    table = _table(rows, cols, cell=cell, left={"best", "solver", "status", "converged", "scale"})
+    lines = [table, "", f"sorted by {'accuracy' if has_labels else 'objective'}, best marked *"]
+    notes = [f"  {r['solver']}: {r['status']}: {r['reason']}" for r in rows if not r["status"].startswith(STATUS_OK)]
+    collapsed = [f"  {r['solver']}: collapsed ({r['collapse']}): converged=no" for r in rows if r.get("collapse")]
+    timed = [f"  {r['solver']}: {r['time_note']}" for r in rows if r.get("time_note") and times]
+    for title, block in (("not run to completion:", notes), ("collapse:", collapsed), ("time:", timed)):
+        if block:
+            lines += ["", title] + block
+    return "\n".join(lines)
 
 
 def _jsonable(value):
@@ -75,36 +101,51 @@ def _jsonable(value):
     return repr(value)
 
 
-def _columns_for(result: CompareResult) -> list[str]:
-    cols = list(COLUMNS)
+def _columns_for(result: CompareResult, times: bool = True) -> list[str]:
+    cols = [c for c in COLUMNS if times or c not in TIMES]
     if result.true_labels is None:
         cols = [c for c in cols if c not in ("nmi", "ari", "acc")]
     return cols
 
 
-def write_outputs(result: CompareResult, out_dir: str | Path) -> dict[str, Path]:
+def _csv(path: Path, rows: Sequence[Mapping], fields: Sequence[str]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({c: _fmt(c, r.get(c)) if c == "scale" or isinstance(r.get(c), tuple)
+                             else _jsonable(r.get(c)) for c in fields})
+
+
+def write_outputs(result: CompareResult, out_dir: str | Path, runs: Sequence | None = None) -> dict[str, Path]:
     """Write ``results.csv``, ``results.json``, ``labels.npz`` and ``compare.png`` into ``out_dir``.
 
-    ``labels.npz`` holds ``solver:<name>`` [N'] int64 per solver that finished, ``true`` (when
-    labels exist) and ``index`` (row indices into the input, after dropping NaN/inf rows).
+    Rows are ranked best first (``best`` = ``*``). ``labels.npz`` holds ``solver:<name>`` [N']
+    int64 per solver that finished, ``true`` (when labels exist) and ``index`` (row indices into
+    the input, after dropping NaN/inf rows). With several ``runs`` (``--repeat``), also
+    ``repeat.csv`` (mean+-std cells) and ``repeat.json`` (every run's rows); the other files are
+    those of the first run.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "json": out / "results.json", "labels": out / "labels.npz",
              "png": out / "compare.png"}
-    extra = ["reason", "needs", "plugin", "n_empty", "n_not_converged", "solver_error", "solve_seconds",
-             "startup_seconds", "threads", "rss_peak_mb", "cuda_peak_mb", "tracemalloc_peak_mb"]
+    has_labels = result.true_labels is not None
+    extra = ["collapse", "time_note", "reason", "needs", "plugin", "n_empty", "n_not_converged", "solver_error",
+             "solve_seconds", "startup_seconds", "threads", "rss_peak_mb", "cuda_peak_mb", "tracemalloc_peak_mb"]
     fields = _columns_for(result) + [c for c in extra if any(c in r for r in result.rows)]
-    with open(paths["csv"], "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        for r in result.rows:
-            writer.writerow({c: _jsonable(r.get(c)) for c in fields})
+    _csv(paths["csv"], ranked(result.rows, has_labels), fields)
     with open(paths["json"], "w") as fh:
-        json.dump(_jsonable({"info": result.info, "rows": result.rows}), fh, indent=2)
+        json.dump(_jsonable({"info": result.info, "rows": ranked(result.rows, has_labels)}), fh, indent=2)
+    if runs is not None and len(runs) > 1:
+        paths["repeat_csv"], paths["repeat_json"] = out / "repeat.csv", out / "repeat.json"
+        _csv(paths["repeat_csv"], ranked(aggregate(runs), has_labels), _columns_for(result))
+        with open(paths["repeat_json"], "w") as fh:
+            json.dump(_jsonable({"seeds": [r.info["config"]["seed"] for r in runs],
+                                 "runs": [r.rows for r in runs]}), fh, indent=2)
     arrays = {f"solver:{s}": lab for s, lab in result.labels.items()}
     arrays["index"] = result.kept_index
-    if result.true_labels is not None:
+    if has_labels:
         arrays["true"] = result.true_labels
     np.savez(paths["labels"], **arrays)
     plot(result, paths["png"])
@@ -112,38 +153,7 @@ def write_outputs(result: CompareResult, out_dir: str | Path) -> dict[str, Path]
 
 
 def plot(result: CompareResult, path: str | Path) -> None:
-    """Two panels: sorted cluster sizes per solver; accuracy (or size entropy) against wall time."""
-    import matplotlib
+    """Sorted cluster sizes per solver; accuracy (or size entropy) against time; confusion of the best."""
+    from .figure import plot as _plot
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    ok = [r for r in result.rows if r["status"] == STATUS_OK]
-    k, n = result.info["k"], result.info["n"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles, markers = ["-", "--", "-.", ":"], ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
-    for i, r in enumerate(ok):
-        sizes = np.sort(np.bincount(result.labels[r["solver"]], minlength=k))[::-1]
-        ax1.step(np.arange(1, k + 1), sizes, where="mid", color=colours[i % len(colours)],
-                 linestyle=styles[i % len(styles)], linewidth=1.6, label=r["solver"])
-    ax1.axhline(n / k, color="grey", linestyle="--", linewidth=1, label="N/K (balanced)")
-    ax1.set(xlabel="cluster rank (largest first)", ylabel="cluster size",
-            title=f"cluster sizes, {result.info['source']} (N={n}, K={k})")
-    ax1.legend(fontsize=8)
-    has_truth = result.true_labels is not None
-    key, ylabel = ("acc", "Hungarian accuracy") if has_truth else ("size_entropy", "size entropy (nats)")
-    for i, r in enumerate(ok):  # markers differ so that coinciding points stay visible
-        ax2.scatter(r["seconds"], r[key], s=70, color=colours[i % len(colours)], marker=markers[i % len(markers)],
-                    edgecolor="black", alpha=0.8, zorder=3, label=f"{r['solver']} ({r[key]:.3f}, {r['seconds']:.2g} s)")
-    if ok:
-        ax2.set_xscale("log")
-        ax2.margins(x=0.15, y=0.1)
-        ax2.legend(fontsize=8)
-    ax2.grid(True, alpha=0.3)
-    ax2.set(xlabel="wall seconds (log)", ylabel=ylabel, title=f"{ylabel} vs time")
-    failed = [f"{r['solver']} ({r['status']})" for r in result.rows if r["status"] != STATUS_OK]
-    if failed:
-        fig.suptitle("not completed: " + ", ".join(failed), fontsize=9, color="firebrick")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _plot(result, path)

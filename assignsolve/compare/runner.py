@@ -57,6 +57,7 @@ from ..ops.stats import marginal_error
 from .isolation import _failure, _run_in_process, _safe_run
 from .protocol import STATUS_FAILED, STATUS_OK, drop_nonfinite, run_protocol
 from .report import _progress, format_table, plot, write_outputs
+from .scales import EPSILON_REL, PAIR_K, TAU_REL, neighbour_pairs, reads_two_views, scale_options, score_spread
 
 from ..core.errors import CompareError
 
@@ -114,6 +115,11 @@ class CompareConfig:
         machine, 1 thread gives far steadier timings of small problems.
     solver_opts : mapping
         ``{solver name: {option: value}}``.
+    epsilon_rel, tau_rel : float
+        Scale-aware defaults (:mod:`.scales`): ``epsilon = epsilon_rel x std(S0)`` for score solvers
+        with an ``epsilon`` option, ``tau = tau_rel x std(S0)`` for two-view solvers (iic).
+    pair_k : int
+        Two-view solvers pair each sample with one of its ``pair_k`` nearest neighbours.
     """
 
     k: int | None = None
@@ -131,6 +137,9 @@ class CompareConfig:
     warmup: bool = True
     threads: int | None = None
     solver_opts: Mapping = attrs.field(factory=dict)
+    epsilon_rel: float = EPSILON_REL
+    tau_rel: float = TAU_REL
+    pair_k: int = PAIR_K
 
     def __attrs_post_init__(self) -> None:
         def check(ok, name, expected):
@@ -148,6 +157,9 @@ class CompareConfig:
         check(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1), "threads",
               "an int >= 1 or None")
         check(self.tol >= 0, "tol", "a float >= 0")
+        check(self.epsilon_rel > 0, "epsilon_rel", "a number > 0")
+        check(self.tau_rel > 0, "tau_rel", "a number > 0")
+        check(isinstance(self.pair_k, int) and self.pair_k >= 1, "pair_k", "an int >= 1")
         check(self.isolation in ("process", "inline"), "isolation", "'process' or 'inline'")
 
 
@@ -164,6 +176,32 @@ class CompareResult:
 
     def row(self, solver: str) -> dict:
         return next(r for r in self.rows if r["solver"] == solver)
+
+
+#: why a solver is slow by design, shown when it takes more than TIME_RATIO x kmeans' time
+SLOW_BY_DESIGN = {
+    "lp": "exact LP solved to the vertex (cvxpy + HiGHS simplex, {n_iters} simplex iterations over {rounds} "
+          "rounds): the exact reference the others approximate, not a speed contender",
+    "sinkhorn-gpu": "{n_iters} Sinkhorn iterations over {rounds} rounds at the small scale-aware epsilon "
+                    "(a plan sharp enough to match lp); a larger --epsilon-rel is faster and softer",
+    "sinkhorn-pot": "{n_iters} Sinkhorn iterations over {rounds} rounds at the small scale-aware epsilon "
+                    "(a plan sharp enough to match lp); a larger --epsilon-rel is faster and softer",
+}
+TIME_RATIO = 5.0
+#: below this many seconds a ratio mostly measures fixed per-call costs: no note
+TIME_FLOOR = 1.0
+
+
+def add_time_notes(rows: list, peer: str = "kmeans") -> None:
+    """``time_note`` on each finished row slower than ``TIME_RATIO`` x the ``peer``'s time in this run
+    (and than ``TIME_FLOOR`` seconds), with the reason when it is known (:data:`SLOW_BY_DESIGN`)."""
+    ref = next((r for r in rows if r["solver"] == peer and r["status"] == STATUS_OK), None)
+    if ref is None or not ref["seconds"] > 0:
+        return
+    for r in rows:
+        if r["status"] == STATUS_OK and r is not ref and r["seconds"] > max(TIME_RATIO * ref["seconds"], TIME_FLOOR):
+            why = SLOW_BY_DESIGN.get(r["solver"], "no reason known: a speed target missed").format(**r)
+            r["time_note"] = f"{r['seconds'] / ref['seconds']:.0f}x the time of {peer}: {why}"
 
 
 def _option_names(cls) -> set[str]:
@@ -270,11 +308,16 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
     if cfg.isolation == "inline" and cfg.timeout is not None:
         log("note: --isolation inline cannot enforce --timeout; solvers run without a deadline")
 
+    spread = score_spread(x, c0, cfg.metric)
+    spread = spread if spread > 0 else 1.0  # constant scores: any scale is as good
+    pair = neighbour_pairs(x, cfg.pair_k, cfg.seed) if any(reads_two_views(e) for e in entries) else None
     rows, all_labels = [], {}
     for entry in entries:
         row = {"solver": entry.name, "needs": entry.needs, "plugin": entry.plugin}
-        config = _solver_config(entry, cfg)
         user = cfg.solver_opts.get(entry.name, {})
+        extra, scale = scale_options(entry, _option_names(entry.cls), user, spread, cfg.epsilon_rel, cfg.tau_rel)
+        config = {**_solver_config(entry, cfg), **extra}
+        row["scale"] = scale
         if entry.requires_n_ge_k and k > n:
             out = _failure(STATUS_FAILED, f"solver requires N >= K, found N = {n} samples for K = {k} clusters")
         elif (broken := _validate(entry, config, user)) is not None:
@@ -282,7 +325,8 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
         else:
             task = dict(solver=entry.name, config=config, x=x, c0=c0, iters=cfg.iters, metric=cfg.metric,
                         tol=cfg.tol, device=cfg.device, seed=cfg.seed, tracemalloc=cfg.tracemalloc,
-                        warmup=cfg.warmup, update=cfg.update, threads=cfg.threads)
+                        warmup=cfg.warmup, update=cfg.update, threads=cfg.threads,
+                        tau=scale.get("tau"), pair=pair if "tau" in scale else None)
             out = _run_in_process(task, cfg.timeout) if cfg.isolation == "process" else _safe_run(task)
         row["config"] = {key: repr(v) if not isinstance(v, (int, float, str, bool, type(None))) else v
                          for key, v in config.items()}
@@ -294,9 +338,11 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
         rows.append(row)
         log(_progress(row))
 
+    add_time_notes(rows)
     info = {
         "source": name, "n_input": n_input, "n": n, "d": int(x.shape[1]), "k": k,
         "n_classes": None if y is None else int(np.unique(y).size),
+        "score_std": spread,
         "dropped_rows": dropped.tolist(), "n_dropped": int(dropped.size),
         "config": {f.name: getattr(cfg, f.name) for f in attrs.fields(CompareConfig) if f.name != "solver_opts"}
         | {"solver_opts": {s: dict(o) for s, o in cfg.solver_opts.items()}},
