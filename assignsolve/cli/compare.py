@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 
 from ..core.errors import CompareError
@@ -61,9 +62,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="compare-out", metavar="DIR", help="output folder (default: compare-out)")
 
 
+def check_out(out: str) -> Path:
+    """``--out`` must be (or become) a folder: checked, and created, before any solver runs."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise CompareError(f"--out: expected a folder, found a file {str(path)!r}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CompareError(f"--out: cannot create the folder {str(path)!r} ({exc.strerror})") from exc
+    return path
+
+
 def main(args: argparse.Namespace) -> int:
     from ..data import load_features
 
+    check_out(args.out)  # before the solvers: their results are never lost to a bad --out
     try:
         data = load_features(args.features, args.labels)
     except (FileNotFoundError, ValueError) as exc:

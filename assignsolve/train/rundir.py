@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ..core.errors import TrainError
 
-__all__ = ["RUN_FILES", "RunLock", "default_out", "prepare_out"]
+__all__ = ["RUN_FILES", "RunLock", "check_existing_run", "check_out_path", "clear_run", "default_out",
+           "interrupted_message"]
 
 #: files that make a folder "a run" (``--overwrite`` removes exactly these)
 RUN_FILES = ("checkpoint.pt", "metrics.csv", "metrics.jsonl", "config.json")
@@ -41,8 +42,8 @@ def default_out(recipe: str, solver: str, encoder: str) -> Path:
     return Path("runs") / safe_component(f"{recipe}-{solver}-{encoder}")
 
 
-def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    """Check (and with ``overwrite`` clear) ``out`` before a run writes anything into it."""
+def check_out_path(out: Path, resume: bool, overwrite: bool) -> None:
+    """``out`` is (or can become) a folder; ``--resume`` and ``--overwrite`` not both."""
     out = Path(out)
     if resume and overwrite:
         raise TrainError("--resume and --overwrite: expected at most one of them (continue the run, or replace it)")
@@ -51,6 +52,12 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise TrainError(f"--out {str(out)!r}: {str(parent)!r} is a file, not a folder")
+
+
+def check_existing_run(out: Path, resume: bool, overwrite: bool) -> None:
+    """A run already in ``out`` needs ``--resume`` or ``--overwrite``; ``--resume`` needs one
+    (called while holding the lock, so the answer cannot change under us)."""
+    out = Path(out)
     present = [f for f in RUN_FILES if (out / f).exists()]
     if resume:
         if not (out / "checkpoint.pt").is_file():
