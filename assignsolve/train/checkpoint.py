@@ -91,7 +91,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():  # not a pickle at all: garbage bytes
+        if "global" not in str(exc).lower():  # no forbidden class or function: garbage bytes
             raise TrainError(f"checkpoint {where!r}: cannot be read ({str(exc).splitlines()[0]}): "
                              "corrupt or truncated") from exc
         raise TrainError(f"checkpoint {where!r}: refused to load objects other than tensors and plain values "
