@@ -56,7 +56,8 @@ from .atomic import atomic_write_text
 from .checkpoint import check_resume, load_checkpoint, restore, save_checkpoint, saved_config
 from .preflight import build_encoder, check_run_options
 from .rng import _seed_everything
-from .rundir import RunLock, check_existing_run, check_out_path, clear_run, default_out, interrupted_message
+from .rundir import (RunLock, check_existing_run, check_out_path, clear_run, default_out, interrupted_message,
+                     make_out, remove_if_empty)
 
 __all__ = ["main", "run", "save_checkpoint", "train_one_epoch", "train_step"]
 
@@ -91,13 +92,14 @@ def run(cfg: TrainConfig) -> dict:
             return _run(cfg, d, device)
         out = out_dir(cfg)
         check_out_path(out, cfg.resume, cfg.overwrite)  # never a silent overwrite (docs/reliability.md)
+        created = make_out(out)
         try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TrainError(f"--out: cannot create the folder {str(out)!r} ({exc.strerror})") from exc
-        with RunLock(out):  # a second run into this folder is refused, naming the lock
-            check_existing_run(out, cfg.resume, cfg.overwrite)
-            return _run(cfg, d, device)
+            with RunLock(out):  # a second run into this folder is refused, naming the lock
+                check_existing_run(out, cfg.resume, cfg.overwrite)
+                return _run(cfg, d, device)
+        except BaseException:
+            remove_if_empty(created)  # a refused run leaves no empty folder behind
+            raise
     finally:
         if d.enabled and dist.is_initialized():
             dist.destroy_process_group()

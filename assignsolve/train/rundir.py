@@ -144,3 +144,23 @@ def interrupted_message(out: Path) -> str:
         return (f"assignsolve run: interrupted; {str(ckpt)!r} keeps the last complete epoch "
                 f"(continue with --resume --out {str(out)!r})")
     return f"assignsolve run: interrupted before the first epoch completed; nothing to resume in {str(out)!r}"
+
+
+def make_out(out: Path) -> list[Path]:
+    """Create ``out`` (and missing parents); returns the folders created, deepest first."""
+    out = Path(out)
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainError(f"--out: cannot create the folder {str(out)!r} ({exc.strerror})") from exc
+    return created
+
+
+def remove_if_empty(created: list[Path]) -> None:
+    """A refused or failed run leaves nothing behind: the folders it created, while empty."""
+    for p in created:
+        try:
+            p.rmdir()
+        except OSError:
+            return
