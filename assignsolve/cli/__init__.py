@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except AssignsolveError as exc:
         print(f"assignsolve {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # `run` prints its own line (the checkpoint kept); every command exits 130
+        print(f"assignsolve {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import re
 
 import attrs
 from collections.abc import Sequence
+from pathlib import Path
 
 
 from ..core.errors import CompareError
@@ -80,11 +81,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="compare-out", metavar="DIR", help="output folder (default: compare-out)")
 
 
+def check_out(out: str) -> Path:
+    """``--out`` must be (or become) a folder: checked, and created, before any solver runs."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise CompareError(f"--out: expected a folder, found a file {str(path)!r}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CompareError(f"--out: cannot create the folder {str(path)!r} ({exc.strerror})") from exc
+    return path
+
+
 def main(args: argparse.Namespace) -> int:
     from ..compare.sources import load_run, load_source
 
     if args.repeat < 1:
         raise CompareError(f"--repeat: expected an int >= 1, found {args.repeat}")
+    check_out(args.out)  # before the solvers: their results are never lost to a bad --out
     try:
         if args.run is not None:
             data = load_run(args.run, args.features, args.labels)

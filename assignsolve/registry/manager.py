@@ -97,6 +97,29 @@ def _is_builtin(ep) -> bool:
     return dist is not None and dist.metadata["name"] == BUILTIN_DISTRIBUTION
 
 
+def _dist_name(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["name"] if dist is not None else "(unknown distribution)"
+
+
+def check_entry_point_names(eps, names: Iterable[str] | None = None) -> None:
+    """Two distributions with an entry point of the same name: pluggy would load the first and
+    silently skip the other (a third-party ``lp`` could shadow the built-in ``lp``, or be ignored).
+    Refused as a :class:`DuplicateNameError` naming both distributions."""
+    wanted = None if names is None else set(names)
+    seen: dict[str, tuple[str, str, str]] = {}
+    for ep in eps:
+        if wanted is not None and ep.name not in wanted:
+            continue
+        dist = _dist_name(ep)
+        key = dist.lower().replace("_", "-").replace(".", "-")
+        if ep.name in seen and seen[ep.name][0] != key:
+            raise DuplicateNameError(
+                f"entry point {ep.name!r} in group {ENTRY_POINT_GROUP!r} is declared by two distributions: "
+                f"{seen[ep.name][1]!r} ({seen[ep.name][2]}) and {dist!r} ({ep.value}); uninstall or rename one")
+        seen.setdefault(ep.name, (key, dist, ep.value))
+
+
 def build_plugin_manager(only: Iterable[str] | None = None, builtins: bool = False) -> pluggy.PluginManager:
     """A fresh plugin manager with the entry-point plugins loaded.
 
@@ -106,15 +129,17 @@ def build_plugin_manager(only: Iterable[str] | None = None, builtins: bool = Fal
     """
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
+    eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
     if only is None:
+        check_entry_point_names(eps)
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     else:
-        eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
         available = {ep.name for ep in eps}
         for name in only:
             if name not in available:
                 raise UnknownPluginError(name, available)
         wanted = set(only) | ({ep.name for ep in eps if _is_builtin(ep)} if builtins else set())
+        check_entry_point_names(eps, wanted)
         for name in sorted(wanted):
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
     pm.check_pending()

@@ -8,7 +8,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import NotConvergedWarning
+from ..core.errors import AssignsolveError, NotConvergedWarning, TrainError
 from ..core.problem import Problem
 from ..registry.manager import get_solver, recipe_entry, solver_entry
 from .config import TrainConfig
@@ -36,7 +36,12 @@ class Assigner:
         opts = {**own, **opts}
         self.name = cfg.solver
         self.options = opts
-        self.solver = get_solver(cfg.solver, **opts)
+        try:
+            self.solver = get_solver(cfg.solver, **opts)
+        except AssignsolveError:
+            raise
+        except (TypeError, ValueError) as exc:  # unknown or bad --solver-opt: a message, exit 2
+            raise TrainError(f"--solver-opt for solver {cfg.solver!r}: {exc}") from exc
         self.needs = solver_entry(cfg.solver).needs
         self.not_converged = 0
         self.calls = 0

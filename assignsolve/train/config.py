@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from ..core.errors import TrainError, optional_import
+from ..core.errors import TrainError
 from ..cli.options import parse_kv, parse_value  # noqa: F401  (parse_value: re-exported)
 from ..core.validators import at_least, choice
 from ..registry.manager import solver_entry
@@ -80,6 +79,7 @@ class TrainConfig:
     amp: bool = False
     out: str | None = None
     resume: bool = False
+    overwrite: bool = False
     eval_every: int = attrs.field(default=1, validator=_at_least(1))
     knn_k: int = attrs.field(default=20, validator=_at_least(1))
     tensorboard: bool = False
@@ -184,6 +184,7 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("out", str, "DIR", "output directory for checkpoint.pt, metrics.csv, metrics.jsonl, config.json "
      "(default: runs/<method>-<solver>-<encoder>)"),
     ("resume", bool, None, "continue the run saved in --out (same config; --epochs may be raised)"),
+    ("overwrite", bool, None, "replace the run already in --out (without it, a new run into a run's folder is refused)"),
     ("eval_every", int, "E", "evaluate every E epochs (and always after the last)"),
     ("knn_k", int, "K", "neighbours of the kNN accuracy"),
     ("tensorboard", bool, None, "also log to TensorBoard under OUT/tensorboard (needs the tensorboard package)"),
@@ -199,7 +200,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``assignsolve run`` flags; every default lives in :class:`TrainConfig`."""
     defaults = {f.name: f.default for f in attrs.fields(TrainConfig)}
     parser.add_argument("--config", metavar="FILE", default=None,
-                        help="TOML (or YAML, with pyyaml) file of options named like the flags "
+                        help="TOML, JSON (or YAML, with pyyaml) file of options named like the flags "
                              "(dashes or underscores); flags given on the command line override it")
     for name, typ, metavar, help_ in _FLAGS:
         flag = ["--" + name.replace("_", "-"), *ALIASES.get(name, ())]
@@ -222,18 +223,13 @@ def _parse_kv(items, flag: str) -> dict:
 
 
 def load_config_file(path: str | os.PathLike) -> dict:
-    """Options from a ``.toml`` (tomllib) or ``.yaml``/``.yml`` (pyyaml) file, keys normalised."""
+    """Options from a ``.toml`` (tomllib), ``.json`` or ``.yaml``/``.yml`` (pyyaml) file, keys normalised."""
     p = Path(path)
     if not p.is_file():
         raise TrainError(f"--config: no such file {str(p)!r} (expected a .toml or .yaml file)")
-    if p.suffix.lower() == ".toml":
-        with open(p, "rb") as fh:
-            raw = tomllib.load(fh)
-    elif p.suffix.lower() in (".yaml", ".yml"):
-        yaml = optional_import("yaml", "--config with a YAML file", "pyyaml")
-        raw = yaml.safe_load(p.read_text()) or {}
-    else:
-        raise TrainError(f"--config: expected a .toml, .yaml or .yml file, found {str(p)!r}")
+    from .configfile import read_table  # TOML/YAML/JSON; a syntax error names file, line, column
+
+    raw = read_table(p)
     if not isinstance(raw, Mapping):
         raise TrainError(f"--config {p}: expected a table of options, found {type(raw).__name__}")
     known = {f.name for f in attrs.fields(TrainConfig)}
@@ -246,6 +242,9 @@ def load_config_file(path: str | os.PathLike) -> dict:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TrainError(f"--config {p}: unknown option {key!r}{hint}")
         out[name] = value
+    from .preflight import check_option_types  # e.g. epochs = 1.5 is refused, naming it
+
+    check_option_types(out, TrainConfig, f"--config {str(p)!r}")
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ import torch
 
 from .. import metrics as M
 from ..core.errors import optional_import
+from .atomic import atomic_write_text
 from .rng import _kept_rng
 from ..ops.stats import balance
 from ..ops.dist import gather_rows
@@ -96,7 +98,7 @@ def evaluate(ctx: Context) -> dict:
 
 
 class MetricsLog:
-    """metrics.csv and metrics.jsonl (rewritten from the history, so resume never duplicates rows)."""
+    """metrics.csv and metrics.jsonl (rewritten atomically from the history, so resume never duplicates rows)."""
 
     def __init__(self, out: Path | None, enabled: bool, tensorboard: bool):
         self.out, self.enabled = out, enabled
@@ -120,14 +122,14 @@ class MetricsLog:
         columns: list[str] = []
         for r in self.history:
             columns += [c for c in r if c not in columns]
-        with open(self.out / "metrics.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=columns)
-            w.writeheader()
-            for r in self.history:
-                w.writerow({c: r.get(c, "") for c in columns})
-        with open(self.out / "metrics.jsonl", "w") as fh:
-            for r in self.history:
-                fh.write(json.dumps(r) + "\n")
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=columns)
+        w.writeheader()
+        for r in self.history:
+            w.writerow({c: r.get(c, "") for c in columns})
+        # temp + os.replace: a crash leaves the previous complete file, never half of one
+        atomic_write_text(self.out / "metrics.csv", buf.getvalue())
+        atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
 
     def close(self):
         if self.writer is not None:

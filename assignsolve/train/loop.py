@@ -52,7 +52,12 @@ from .assigner import Assigner
 from .config import TrainConfig, config_from_args
 from .context import Context, MetricsLog, _fmt, evaluate
 from .model import LocalMaps, LocalProjection, Model
-from .rng import _rng_state, _seed_everything, _set_rng_state
+from .atomic import atomic_write_text
+from .checkpoint import check_resume, load_checkpoint, restore, save_checkpoint, saved_config
+from .preflight import build_encoder, check_run_options
+from .rng import _seed_everything
+from .rundir import (RunLock, check_existing_run, check_out_path, clear_run, default_out, interrupted_message,
+                     make_out, remove_if_empty)
 
 __all__ = ["main", "run", "save_checkpoint", "train_one_epoch", "train_step"]
 
@@ -72,12 +77,29 @@ def _batches(order: torch.Tensor, batch: int, d: Dist) -> Iterator[torch.Tensor]
         yield order[n_full * batch:]
 
 
+def out_dir(cfg: TrainConfig) -> Path:
+    """``--out``, or ``runs/<method>-<solver>-<encoder>`` (sanitised: always inside ``runs/``)."""
+    return Path(cfg.out) if cfg.out else default_out(cfg.recipe, cfg.solver, cfg.encoder)
+
+
 def run(cfg: TrainConfig) -> dict:
     """Train as configured; returns the last evaluation row (plus ``history``). See the module doc."""
     # ---------------------------------------------------------------- phase 1: processes, data
+    check_run_options(cfg)  # --device, --augment: a message, not a traceback
     d, device = init_distributed(cfg.device)
     try:
-        return _run(cfg, d, device)
+        if not d.main:
+            return _run(cfg, d, device)
+        out = out_dir(cfg)
+        check_out_path(out, cfg.resume, cfg.overwrite)  # never a silent overwrite (docs/reliability.md)
+        created = make_out(out)
+        try:
+            with RunLock(out):  # a second run into this folder is refused, naming the lock
+                check_existing_run(out, cfg.resume, cfg.overwrite)
+                return _run(cfg, d, device)
+        except BaseException:
+            remove_if_empty(created)  # a refused run leaves no empty folder behind
+            raise
     finally:
         if d.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -113,13 +135,11 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         k = 10
     if k > n:
         raise TrainError(f"n_clusters: expected at most the {n} samples, found K = {k}")
-    out = Path(cfg.out or f"runs/{recipe_name}-{cfg.solver}-{cfg.encoder}".replace(":", "_"))
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
+    out = out_dir(cfg)
 
     # ---------------------------------------------------------------- phase 2: model, solver, optimiser
     input_shape = tuple(int(s) for s in data.input_shape)
-    encoder = get_encoder(cfg.encoder, input_shape, **cfg.encoder_opt).to(device)
+    encoder = build_encoder(get_encoder, cfg.encoder, input_shape, cfg.encoder_opt).to(device)
     feat_dim = int(encoder.out_dim)
     assigner = Assigner(cfg, recipe_name)
     recipe = recipe_cls(cfg, k, n, feat_dim, assigner, d, device)
@@ -156,33 +176,21 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     # ---------------------------------------------------------------- phase 3: resume or baseline
     ckpt_path = out / "checkpoint.pt"
     start = 0
-    if cfg.resume:
-        if not ckpt_path.is_file():
-            raise TrainError(f"--resume: expected a checkpoint at {str(ckpt_path)!r}, found none")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        saved = ckpt["config"]
-        for key in ("method", "solver", "encoder", "n_clusters", "data", "seed", "batch_size"):
-            now = attrs.asdict(cfg)[key]
-            if saved.get(key) != now and not (key == "method" and saved.get("recipe") == recipe_name):
-                raise TrainError(f"--resume: expected {key} = {saved.get(key)!r} as in the checkpoint, found {now!r}")
-        model.encoder.load_state_dict(ckpt["encoder"])
-        model.heads.load_state_dict(ckpt["heads"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        recipe.load_state_dict(ckpt["recipe"])
-        _set_rng_state(ckpt["rng"], device)
-        log.history = list(ckpt["history"])
-        start = int(ckpt["epoch"])
+    resolved = {"recipe": recipe_name, "n_clusters_used": k, "optimizer_used": optimizer_name, "lr_used": lr}
+    if cfg.resume:  # format 2, weights_only=True; every experiment option as saved (checkpoint.py)
+        ckpt = load_checkpoint(ckpt_path, device)
+        check_resume(ckpt["config"], cfg, resolved, int(ckpt["epoch"]))
+        start, log.history = restore(ctx, ckpt, ckpt_path)
         if d.main:
             print(f"assignsolve run: resumed {ckpt_path} at epoch {start}", file=sys.stderr)
     else:
+        if cfg.overwrite and d.main:  # only now that every option has been checked
+            clear_run(out)
         base = evaluate(ctx)
         log.add({"epoch": 0, **base})
         if d.main:
             print(f"epoch 0 (random encoder): {_fmt(base)}", file=sys.stderr)
-            (out / "config.json").write_text(json.dumps({**attrs.asdict(cfg), "recipe": recipe_name,
-                                                         "n_clusters_used": k, "optimizer_used": optimizer_name,
-                                                         "lr_used": lr}, indent=2))
+            atomic_write_text(out / "config.json", json.dumps(saved_config(cfg, resolved), indent=2))
 
     # ---------------------------------------------------------------- phase 4: epochs
     from tqdm.auto import tqdm
@@ -202,7 +210,7 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         last = row
         # 4d. checkpoint (every epoch)
         if d.main:
-            save_checkpoint(ckpt_path, ctx, epoch + 1, log.history, recipe_name)
+            save_checkpoint(ckpt_path, ctx, epoch + 1, log.history, resolved)
         if d.enabled:
             dist.barrier()
     if assigner.not_converged and d.main:
@@ -274,18 +282,6 @@ def train_step(ctx: Context, idx: torch.Tensor, epoch: int, amdim_weight: float 
     return loss, shown
 
 
-def save_checkpoint(path: Path, ctx: Context, epoch: int, history: list, recipe_name: str) -> None:
-    """Everything ``--resume`` needs, written atomically."""
-    cfg, model = ctx.cfg, ctx.model
-    _save(path, {
-        "epoch": epoch, "config": {**attrs.asdict(cfg), "recipe": recipe_name},
-        "encoder": model.encoder.state_dict(), "heads": model.heads.state_dict(),
-        "optimizer": ctx.optimizer.state_dict(), "scaler": ctx.scaler.state_dict(),
-        "recipe": ctx.recipe.state_dict(), "solver": {"name": cfg.solver, "options": ctx.assigner.options},
-        "rng": _rng_state(ctx.device), "history": history,
-    })
-
-
 def _split(both: dict, b: int) -> tuple[dict, dict]:
     def cut(value, sl):
         if isinstance(value, torch.Tensor):
@@ -307,16 +303,15 @@ def _repeat(out: dict, r: int) -> dict:
     return {k: rep(v) for k, v in out.items()}
 
 
-def _save(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
 
 def main(args: argparse.Namespace) -> int:
     """``assignsolve run``: parse, train, print the final metrics."""
     cfg = config_from_args(args)
-    result = run(cfg)
+    try:
+        result = run(cfg)
+    except KeyboardInterrupt:  # Ctrl-C: the last complete epoch's checkpoint is kept, the lock released
+        print(interrupted_message(out_dir(cfg)), file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     return 0

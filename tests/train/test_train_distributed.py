@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from assignsolve.train.checkpoint import load_checkpoint
 
 ARGS = ["--limit", "64", "--epochs", "2", "--batch-size", "16", "--encoder-opt", "width=8",
         "--hidden-dim", "16", "--proj-dim", "8", "--n-clusters", "4", "--no-progress", "--device", "cpu"]
@@ -34,7 +35,7 @@ def test_two_process_gloo_run_trains_and_checkpoints(tmp_path, solver, method):
     assert result["epoch"] == 2 and result["recipe"] == method
     # each process took half of the 64 samples: 32 / 16 = 2 steps per epoch
     assert result["steps"] == 2
-    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["epoch"] == 2
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]

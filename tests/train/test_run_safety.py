@@ -1,0 +1,300 @@
+"""Run folder integrity: no silent overwrite, --overwrite, the lock, resume checks, safe checkpoints,
+atomic metrics, Ctrl-C, and one-line messages (exit 2) instead of tracebacks (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from assignsolve import cli
+from assignsolve.core.errors import TrainError
+from assignsolve.train import loop
+from assignsolve.train.atomic import unique_tmp
+from assignsolve.train.checkpoint import load_checkpoint
+from assignsolve.train.context import MetricsLog
+from assignsolve.train.rundir import RunLock, default_out
+
+TINY = ["--limit", "48", "--batch-size", "16", "--encoder-opt", "width=8", "--hidden-dim", "16",
+        "--proj-dim", "8", "--no-progress", "--device", "cpu"]
+
+
+def _main(out, *extra, epochs=1):
+    return cli.main(["run", *TINY, "--epochs", str(epochs), "--out", str(out), *extra])
+
+
+def _digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """One finished 1-epoch run; tests copy it."""
+    out = tmp_path_factory.mktemp("base") / "run"
+    assert _main(out) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(base_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(base_run, out)
+    return out
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "expected a message on stderr"
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+# ----------------------------------------------------------------- no silent overwrite
+def test_fresh_run_into_an_existing_run_is_refused_and_changes_nothing(run_copy, capsys):
+    before = _digest(run_copy)
+    assert _main(run_copy) == 2
+    line = _error_line(capsys)
+    assert str(run_copy) in line and "--resume" in line and "--overwrite" in line
+    assert _digest(run_copy) == before
+    assert not (run_copy / ".lock").exists()
+
+
+def test_overwrite_replaces_the_run(run_copy, capsys):
+    assert _main(run_copy, "--overwrite", "--seed", "3") == 0
+    assert json.loads((run_copy / "config.json").read_text())["seed"] == 3
+    ckpt = load_checkpoint(run_copy / "checkpoint.pt")
+    assert ckpt["config"]["seed"] == 3 and [r["epoch"] for r in ckpt["history"]] == [0, 1]
+    assert not (run_copy / ".lock").exists()
+
+
+def test_overwrite_with_a_bad_option_keeps_the_old_run(run_copy, capsys):
+    before = _digest(run_copy)
+    assert _main(run_copy, "--overwrite", "--solver-opt", "bogus=1") == 2
+    assert "bogus" in _error_line(capsys)
+    assert _digest(run_copy) == before
+
+
+def test_resume_and_overwrite_together_are_refused(run_copy, capsys):
+    assert _main(run_copy, "--resume", "--overwrite") == 2
+    assert "--resume and --overwrite" in _error_line(capsys)
+
+
+# ----------------------------------------------------------------- the lock
+def test_a_live_lock_is_refused_naming_it(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(TrainError, match=r"\.lock' is held by process %d" % os.getpid()):
+            RunLock(tmp_path).acquire()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_stale_lock_of_a_dead_process_is_reported_and_replaced(tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").write_text(f"{socket.gethostname()} {dead.pid}\n")
+    assert _main(tmp_path / "run") == 0
+    assert f"stale lock" in capsys.readouterr().err
+    assert not (tmp_path / "run" / ".lock").exists()
+
+
+def test_two_concurrent_runs_second_refused_then_ctrl_c_keeps_last_epoch(tmp_path):
+    """A real second process: refused naming the lock; SIGINT to the first: exit 130, one line,
+    the checkpoint of the last complete epoch loads, the lock is gone, no temporary files."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "assignsolve", "run", *TINY, "--limit", "32", "--epochs", "1000", "--out", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while not (out / "checkpoint.pt").exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        assert (out / "checkpoint.pt").exists(), first.stderr.read() if first.poll() is not None else "timeout"
+        assert _main(out, "--resume") == 2  # the second run, while the first holds the lock
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("assignsolve run: interrupted;")
+    assert "Traceback" not in err
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["epoch"] >= 1 and [r["epoch"] for r in ckpt["history"]] == list(range(ckpt["epoch"] + 1))
+    assert not (out / ".lock").exists() and not list(out.glob("*.tmp"))
+
+
+def test_second_run_message_names_the_lock(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    with RunLock(out):
+        assert _main(out) == 2
+        line = _error_line(capsys)
+    assert str(out / ".lock") in line and "another run" in line
+
+
+def test_checkpoint_temporary_files_are_unique_per_process_and_call(tmp_path):
+    a, b = unique_tmp(tmp_path / "checkpoint.pt"), unique_tmp(tmp_path / "checkpoint.pt")
+    assert a != b and a.parent == tmp_path and f".{os.getpid()}." in a.name
+
+
+# ----------------------------------------------------------------- resume
+def test_resume_keeps_the_solver_counters(run_copy):
+    first = load_checkpoint(run_copy / "checkpoint.pt")["counters"]
+    assert first["solver_calls"] > 0
+    assert _main(run_copy, "--resume", epochs=2) == 0
+    rows = [json.loads(x) for x in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    # sinkhorn-gpu in SwAV: c calls per epoch's batches, one per evaluation (a row counts up to its
+    # training, the checkpoint also the evaluation after it): row 1 = 1 + c, row 2 = 1 + c + 1 + c
+    assert first["solver_calls"] == rows[1]["solver_calls"] + 1
+    assert rows[2]["solver_calls"] == 2 * rows[1]["solver_calls"]  # 0-based counters would give c
+    assert load_checkpoint(run_copy / "checkpoint.pt")["counters"]["solver_calls"] == rows[2]["solver_calls"] + 1
+
+
+@pytest.mark.parametrize("flag,value,old", [
+    ("--limit", "40", "48"), ("--solver-opt", "epsilon=0.1", "epsilon"), ("--augment", "strong", "default"),
+    ("--queue-size", "8", "0"), ("--lr", "0.1", "0.001"), ("--optimizer", "sgd", "adam"), ("--seed", "1", "0"),
+    ("--n-clusters", "5", "10"), ("--image-size", "16", "None"), ("--batch-size", "8", "16"),
+])
+def test_resume_refuses_an_option_that_changes_the_experiment(run_copy, capsys, flag, value, old):
+    before = _digest(run_copy)
+    assert _main(run_copy, "--resume", flag, value, epochs=2) == 2
+    line = _error_line(capsys)
+    shown = value.split("=")[0] if "=" in value else value
+    assert flag in line and old in line and shown in line, line
+    assert _digest(run_copy) == before
+
+
+def test_resume_allows_raising_epochs_and_the_listed_options(run_copy):
+    assert _main(run_copy, "--resume", "--n-clusters", "10", "--eval-every", "2", "--progress", "--device", "cpu",
+                 epochs=2) == 0
+    assert load_checkpoint(run_copy / "checkpoint.pt")["epoch"] == 2
+
+
+def test_resume_refuses_fewer_epochs_than_done(run_copy, capsys):
+    assert _main(run_copy, "--resume", epochs=2) == 0
+    assert _main(run_copy, "--resume", epochs=1) == 2
+    assert "below the 2 epochs" in _error_line(capsys)
+
+
+# ----------------------------------------------------------------- safe, checked checkpoints
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("how", ["torch.save", "raw pickle"])
+def test_a_crafted_checkpoint_cannot_run_code(run_copy, tmp_path, capsys, how):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    payload = {"format": 2, "epoch": 1, "config": _Evil(marker)}
+    if how == "torch.save":
+        torch.save(payload, run_copy / "checkpoint.pt")
+    else:
+        (run_copy / "checkpoint.pt").write_bytes(pickle.dumps(payload))
+    assert _main(run_copy, "--resume", epochs=2) == 2
+    assert "weights_only" in _error_line(capsys)
+    assert not marker.exists()
+
+
+def _broken(path: Path, kind: str) -> None:
+    good = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "incomplete":
+        ckpt = torch.load(path, weights_only=True)
+        del ckpt["optimizer"]
+        torch.save(ckpt, path)
+    elif kind == "old format":  # format 1: numpy random state inside, loadable only unsafely
+        torch.save({"epoch": 1, "config": {}, "rng": {"numpy": np.random.get_state()}}, path)
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("truncated", "corrupt or truncated"), ("garbage", "corrupt or truncated"), ("empty", "corrupt or truncated"),
+    ("incomplete", "incomplete, missing optimizer"), ("old format", "format 1"),
+])
+def test_a_corrupt_or_incomplete_checkpoint_is_one_line(run_copy, capsys, kind, message):
+    _broken(run_copy / "checkpoint.pt", kind)
+    assert _main(run_copy, "--resume", epochs=2) == 2
+    line = _error_line(capsys)
+    assert message in line and "checkpoint.pt" in line, line
+
+
+# ----------------------------------------------------------------- atomic metrics, Ctrl-C in-process
+def test_metrics_are_replaced_atomically(tmp_path, monkeypatch):
+    log = MetricsLog(tmp_path, True, False)
+    log.add({"epoch": 0, "pl_nmi": 0.5})
+    before = {n: (tmp_path / n).read_text() for n in ("metrics.csv", "metrics.jsonl")}
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("assignsolve.train.atomic.os.replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        log.add({"epoch": 1, "pl_nmi": 0.7})
+    assert {n: (tmp_path / n).read_text() for n in before} == before  # the old complete file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "metrics.jsonl"]  # no temp left
+
+
+def test_ctrl_c_in_the_second_epoch_keeps_the_first(tmp_path, monkeypatch, capsys):
+    real = loop.train_one_epoch
+
+    def interrupted(ctx, epoch, amdim_weight=0.0):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(ctx, epoch, amdim_weight)
+
+    monkeypatch.setattr(loop, "train_one_epoch", interrupted)
+    out = tmp_path / "run"
+    assert _main(out, epochs=3) == 130
+    line = _error_line(capsys)
+    assert line.startswith("assignsolve run: interrupted;") and "--resume" in line
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    assert not (out / ".lock").exists()
+
+
+# ----------------------------------------------------------------- messages, not tracebacks
+@pytest.mark.parametrize("extra,named", [
+    (["--augment", "bogus"], "'bogus'"), (["--device", "bogus"], "'bogus'"),
+    (["--solver-opt", "epsilon=0"], "epsilon"), (["--solver-opt", "bogus=1"], "bogus"),
+    (["--encoder-opt", "bogus=1"], "bogus"),
+])
+def test_bad_option_is_one_line_exit_2(tmp_path, capsys, extra, named):
+    assert _main(tmp_path / "run", *extra) == 2
+    assert named in _error_line(capsys)
+
+
+def test_out_pointing_at_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("keep me")
+    assert _main(f) == 2
+    assert str(f) in _error_line(capsys)
+    assert _main(f / "sub") == 2
+    assert "is a file" in _error_line(capsys)
+    assert f.read_text() == "keep me"
+
+
+def test_default_out_stays_inside_runs(tmp_path, monkeypatch, capsys):
+    out = default_out("swav", "sinkhorn-gpu", "../../..")
+    assert out.parent == Path("runs") and ".." not in out.parts and "/" not in out.name
+    assert default_out("swav", "a/b", "timm:resnet").name == "swav-a_b-timm_resnet"
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", *TINY, "--encoder", "../../.."]) == 2  # unknown encoder, nothing outside runs/
+    assert list(tmp_path.iterdir()) == []  # the refused run left no folder behind, inside runs/ or out
