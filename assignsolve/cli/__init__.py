@@ -1,4 +1,4 @@
-"""Command line: ``assignsolve {solvers,encoders,plugins,recipes,run,compare}``.
+"""Command line: ``assignsolve {solvers,encoders,plugins,recipes,run,compare,eval}``.
 
 One module per command (``assignsolve.cli.<command>``), each with ``HELP``, ``add_arguments(parser)``
 and ``main(args)``; only the module of the command being run is imported, so listing commands
@@ -22,6 +22,7 @@ COMMANDS = {
     "plugins": "list loaded plugins with versions and hooks",
     "run": "train an encoder on pseudo-labels from any solver",
     "compare": "compare solvers on fixed features: one table, one plot",
+    "eval": "held-out linear probe / kNN / cluster metrics of a trained run",
 }
 
 
