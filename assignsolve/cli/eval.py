@@ -3,7 +3,7 @@
 Reads ``DIR/config.json`` and ``DIR/checkpoint.pt`` (``torch.load(weights_only=True)``),
 computes the frozen encoder's features once per split, and reports the trained encoder beside
 the run's own random (epoch-0) encoder. Data: the run's ``--data`` unless ``--data`` is given;
-its test split, else ``--test-data``, else a seeded stratified 80/20 split (the same as
+its test split, else ``--test-data`` (default: the run's), else a seeded stratified 80/20 split (the same as
 ``run --holdout``; the output says which, see :mod:`assignsolve.train.heldout`). Rows are
 printed as a table and appended to ``DIR/eval.jsonl`` (rewritten atomically).
 """
@@ -71,9 +71,12 @@ def evaluate_run(args: argparse.Namespace) -> tuple[list[dict], str]:
     source = args.data or cfg.data
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    splits = load_splits(source, image_size=cfg.image_size, test_data=args.test_data, test_labels=args.test_labels,
-                         data_dir=args.data_dir, download=args.download)
-    parts = eval_splits(splits, str(source), holdout=cfg.holdout if source == cfg.data else 0.0, seed=cfg.seed)
+    same = source == cfg.data  # the run's own data: its --test-data, --test-labels, --data-dir by default
+    splits = load_splits(source, image_size=cfg.image_size,
+                         test_data=args.test_data or (cfg.test_data if same else None),
+                         test_labels=args.test_labels or (cfg.test_labels if same else None),
+                         data_dir=args.data_dir or cfg.data_dir, download=args.download and cfg.download)
+    parts = eval_splits(splits, str(source), holdout=cfg.holdout if same else 0.0, seed=cfg.seed)
     saved = load_run(args.run, tuple(int(s) for s in parts.train.input_shape), len(parts.train), device)
     rows = []
     for name, built in ([("random", saved.random)] if args.random else []) + [("trained", saved.trained)]:

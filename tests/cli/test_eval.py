@@ -99,3 +99,30 @@ def test_eval_jsonl_append_keeps_old_lines(tmp_path):
     append_jsonl(path, [{"b": 2}])
     assert _rows(path) == [{"a": 1}, {"b": 2}]
     assert not (tmp_path / "eval.jsonl.tmp").exists()
+
+
+def test_run_with_test_data_and_wandb_offline(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    x, y = load_digits("images")
+    np.save(tmp_path / "tr.npy", x[:150])
+    np.save(tmp_path / "trl.npy", y[:150])
+    np.savez(tmp_path / "te.npz", images=x[150:200], labels=y[150:200])
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "tr.npy"), "--test-data", str(tmp_path / "te.npz"),
+                 "--epochs", "1", "--batch-size", "32", "--probe-every", "1", "--wandb", "--out", str(out),
+                 "--no-progress"]) == 2  # a bare .npy has no labels: the probe says so
+    assert "expected labels in tr" in capsys.readouterr().err
+    np.savez(tmp_path / "tr.npz", images=x[:150], labels=y[:150])
+    assert main(["run", "--data", str(tmp_path / "tr.npz"), "--test-data", str(tmp_path / "te.npz"),
+                 "--epochs", "1", "--batch-size", "32", "--probe-every", "1", "--wandb", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "--probe-every: evaluated on the test split of" in capsys.readouterr().err
+    assert (out / "wandb-id.txt").read_text().strip()
+    assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    hist = _rows(out / "metrics.jsonl")
+    assert all("probe_acc" in r for r in hist)
+    assert main(["eval", "--run", str(out), "--protocol", "knn"]) == 0  # the run's --test-data by default
+    rows = _rows(out / "eval.jsonl")
+    assert rows[-1]["n_test"] == 50 and rows[-1]["knn20_acc"] == pytest.approx(hist[-1]["knn20_acc"], abs=1e-12)
