@@ -229,10 +229,11 @@ def probe_row(model, heldout, device) -> dict:
     """Linear probe + weighted kNN of ``model``'s features on the held-out parts (random state kept)."""
     from .heldout import outputs_of, protocol_rows
 
+    t0 = time.perf_counter()
     with _kept_rng(device):
         row = protocol_rows(("linear", "knn"), outputs_of(model, heldout.train.x, device),
                             outputs_of(model, heldout.test.x, device), heldout.train, heldout.test, device=device)
-    return {k: row[k] for k in ("probe_acc", "knn20_acc", "knn200_acc")}
+    return {**{k: row[k] for k in ("probe_acc", "knn20_acc", "knn200_acc")}, "probe_seconds": time.perf_counter() - t0}
 
 
 def train_one_epoch(ctx: Context, epoch: int, amdim_weight: float = 0.0) -> dict:
