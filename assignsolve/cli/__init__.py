@@ -1,4 +1,4 @@
-"""Command line: ``assignsolve {solvers,encoders,plugins,recipes,run,compare,embed}``.
+"""Command line: ``assignsolve {solvers,encoders,plugins,recipes,run,compare,embed,eval}``.
 
 One module per command (``assignsolve.cli.<command>``), each with ``HELP``, ``add_arguments(parser)``
 and ``main(args)``; only the module of the command being run is imported, so listing commands
@@ -23,6 +23,7 @@ COMMANDS = {
     "run": "train an encoder on pseudo-labels from any solver",
     "compare": "compare solvers on fixed features: one table, one plot",
     "embed": "write the features of a trained run's checkpoint to an .npz that compare reads",
+    "eval": "held-out linear probe / kNN / cluster metrics of a trained run",
 }
 
 

@@ -35,6 +35,11 @@ def _registered_recipe(instance, attribute, value):
         raise TrainError(f"{attribute.name}: expected one of {known}, found {value!r}")
 
 
+def _below_one(value) -> None:
+    if not value < 1:
+        raise TrainError(f"holdout: expected a fraction in [0, 1), found {value!r}")
+
+
 def _opts(value) -> dict:
     return dict(value or {})
 
@@ -46,6 +51,11 @@ class TrainConfig:
     data: str = "digits"
     image_size: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     limit: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
+    data_dir: str | None = None
+    test_data: str | None = None
+    test_labels: str | None = None
+    download: bool = True
+    holdout: float = attrs.field(default=0.0, validator=[_at_least(0), lambda i, a, v: _below_one(v)])
     encoder: str = "auto"
     encoder_opt: dict = attrs.field(factory=dict, converter=_opts)
     solver: str = "sinkhorn-gpu"
@@ -83,6 +93,8 @@ class TrainConfig:
     eval_every: int = attrs.field(default=1, validator=_at_least(1))
     knn_k: int = attrs.field(default=20, validator=_at_least(1))
     tensorboard: bool = False
+    probe_every: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
+    wandb: bool = False
     progress: bool = True
 
     @property
@@ -136,6 +148,13 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "python batch directory, or a .npy/.npz/.pt file of images [N,C,H,W] or features [N,D]"),
     ("image_size", int, "PX", "resize ImageFolder images to PX x PX (default: the first image's size)"),
     ("limit", int, "N", "train on a random subset of N samples (seeded; for quick checks; default: all)"),
+    ("data_dir", str, "DIR", "folder of the named datasets (mnist, cifar10, cifar100, stl10; default: "
+     "$ASSIGNSOLVE_DATA_DIR or ~/.cache/assignsolve/datasets)"),
+    ("test_data", str, "PATH", "held-out source for --probe-every and 'assignsolve eval' (overrides a test split in --data)"),
+    ("test_labels", str, "PATH", ".npy/.pt file of integer labels of the test split"),
+    ("download", bool, None, "fetch a named dataset missing from --data-dir (--no-download: fail instead)"),
+    ("holdout", float, "F", "with a source that has no test split: hold out a seeded stratified fraction F "
+     "(e.g. 0.2) that training never sees, for --probe-every and 'assignsolve eval' (0: train on all)"),
     ("encoder", str, "NAME", "registered encoder (see 'assignsolve encoders'): cnn, convnet, mlp, resnet18, "
      "resnet50, timm:... ('auto': convnet for greyscale images of 16+ px, cnn for other images, mlp for "
      "feature vectors)"),
@@ -188,6 +207,9 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("eval_every", int, "E", "evaluate every E epochs (and always after the last)"),
     ("knn_k", int, "K", "neighbours of the kNN accuracy"),
     ("tensorboard", bool, None, "also log to TensorBoard under OUT/tensorboard (needs the tensorboard package)"),
+    ("probe_every", int, "E", "linear probe + weighted kNN (k=20, 200) on the held-out split every E epochs, at "
+     "epoch 0 and after the last (probe_acc, knn20_acc, knn200_acc in the metrics; default: off)"),
+    ("wandb", bool, None, "also log to Weights & Biases (needs the wandb extra; WANDB_MODE=offline works offline)"),
     ("progress", bool, None, "show a tqdm progress bar (use --no-progress to hide)"),
 ]
 

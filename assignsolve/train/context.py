@@ -137,5 +137,5 @@ class MetricsLog:
 
 
 def _fmt(row: Mapping) -> str:
-    keys = ["pl_nmi", "pl_acc", "head_acc", "knn_acc", "pl_nonempty", "loss", "seconds", "eval_seconds"]
+    keys = ["pl_nmi", "pl_acc", "head_acc", "knn_acc", "probe_acc", "pl_nonempty", "loss", "seconds", "eval_seconds"]
     return "  ".join(f"{k}={row[k]:.4g}" for k in keys if isinstance(row.get(k), (int, float)))

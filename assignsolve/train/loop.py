@@ -43,19 +43,17 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ..core.errors import NotConvergedWarning, TrainError
-from ..heads import ProjectionHead
 from ..objectives import amdim_loss
 from ..ops.dist import Dist, init_distributed
 from ..ops.stats import balance
-from ..registry.manager import get_encoder, recipe_entry
-from .assigner import Assigner
+from ..registry.manager import recipe_entry
+from .build import build_model
 from .config import TrainConfig, config_from_args
 from .context import Context, MetricsLog, _fmt, evaluate
-from .model import LocalMaps, LocalProjection, Model
 from .atomic import atomic_write_text
 from .checkpoint import check_resume, load_checkpoint, restore, save_checkpoint, saved_config
-from .preflight import build_encoder, check_run_options
-from .rng import _seed_everything
+from .preflight import check_run_options
+from .rng import _kept_rng, _seed_everything
 from .rundir import (RunLock, check_existing_run, check_out_path, clear_run, default_out, interrupted_message,
                      make_out, remove_if_empty)
 
@@ -107,16 +105,14 @@ def run(cfg: TrainConfig) -> dict:
 
 def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     from ..augment import TwoViews
-    from ..data import load_dataset
 
     recipe_name = cfg.recipe
     recipe_cls = recipe_entry(recipe_name).cls
-    # AMDIM is an added objective: any recipe gets it with --amdim-weight > 0 (the amdim recipe by default)
-    amdim_weight = cfg.amdim_weight or recipe_cls.default_amdim_weight
+    amdim_weight = cfg.amdim_weight or recipe_cls.default_amdim_weight  # AMDIM: an added objective
     if cfg.amp and device.type != "cuda" and d.main:
         print("assignsolve run: --amp ignored on CPU (mixed precision is CUDA-only)", file=sys.stderr)
     _seed_everything(cfg.seed)
-    data = load_dataset(cfg.data, image_size=cfg.image_size)
+    data, heldout = _load_data(cfg)
     if cfg.limit is not None and cfg.limit < data.x.shape[0]:
         keep = torch.randperm(data.x.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[: cfg.limit]
         keep = keep.sort().values
@@ -139,18 +135,8 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
 
     # ---------------------------------------------------------------- phase 2: model, solver, optimiser
     input_shape = tuple(int(s) for s in data.input_shape)
-    encoder = build_encoder(get_encoder, cfg.encoder, input_shape, cfg.encoder_opt).to(device)
-    feat_dim = int(encoder.out_dim)
-    assigner = Assigner(cfg, recipe_name)
-    recipe = recipe_cls(cfg, k, n, feat_dim, assigner, d, device)
-    recipe.pooled_features = bool(getattr(encoder, "globally_pooled", True))
-    heads = nn.ModuleDict(recipe.build_heads())
-    local_maps = None
-    if amdim_weight > 0:
-        local_maps = LocalMaps(encoder, input_shape, device)
-        heads["amdim_global"] = ProjectionHead(feat_dim, cfg.hidden_dim, cfg.proj_dim, normalize=False)
-        heads["amdim_local"] = nn.ModuleList(LocalProjection(c, cfg.proj_dim) for c in local_maps.channels)
-    model = Model(encoder, heads, local_maps).to(device)
+    built = build_model(cfg, input_shape, k, n, d, device)
+    model, recipe, assigner = built.model, built.recipe, built.assigner
     if d.enabled and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp_model = model
@@ -172,6 +158,14 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         augment = TwoViews(input_shape, strength=cfg.augment, device=device)
     ctx = Context(cfg, d, device, data, model, ddp_model, optimizer, scaler, recipe, assigner, augment)
     log = MetricsLog(out, d.main, cfg.tensorboard)
+    wandb = None
+    if cfg.wandb and d.main:
+        from ..evaluation.wandb_log import WandbLogger
+
+        wandb = WandbLogger(out, {**attrs.asdict(cfg), "recipe": recipe_name})
+    probing = cfg.probe_every is not None and d.main
+    if probing:
+        print(f"assignsolve run: --probe-every: {heldout.note}", file=sys.stderr)
 
     # ---------------------------------------------------------------- phase 3: resume or baseline
     ckpt_path = out / "checkpoint.pt"
@@ -187,7 +181,11 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         if cfg.overwrite and d.main:  # only now that every option has been checked
             clear_run(out)
         base = evaluate(ctx)
+        if probing:
+            base.update(probe_row(model, heldout, device))
         log.add({"epoch": 0, **base})
+        if wandb is not None:
+            wandb.log({"epoch": 0, **base})
         if d.main:
             print(f"epoch 0 (random encoder): {_fmt(base)}", file=sys.stderr)
             atomic_write_text(out / "config.json", json.dumps(saved_config(cfg, resolved), indent=2))
@@ -204,9 +202,14 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             t_eval = time.perf_counter()
             row.update(evaluate(ctx))
             row["eval_seconds"] = time.perf_counter() - t_eval
+        if probing and ((epoch + 1) % cfg.probe_every == 0 or epoch + 1 == cfg.epochs):
+            row.update(probe_row(model, heldout, device))
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             if d.main:
                 tqdm.write(f"epoch {epoch + 1}: {_fmt(row)}", file=sys.stderr)
         log.add(row)
+        if wandb is not None:
+            wandb.log(row)
         last = row
         # 4d. checkpoint (every epoch)
         if d.main:
@@ -218,7 +221,38 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             f"{cfg.solver}: {assigner.not_converged} of {assigner.calls} solver calls did not converge "
             "(see solver_not_converged in metrics.csv; raise max_iter with --solver-opt)"), stacklevel=2)
     log.close()
+    if wandb is not None:
+        wandb.close()
+    if d.main:
+        from ..evaluation.summary import write_summary_png
+
+        write_summary_png(log.history, out / "summary.png", title=f"{recipe_name} / {cfg.solver} / {cfg.encoder} on {cfg.data}")
     return {**last, "history": log.history, "out": str(out), "n_clusters": k, "recipe": recipe_name}
+
+
+def _load_data(cfg: TrainConfig):
+    """``(training data, held-out parts or None)``: the test split of the source (or ``--test-data``),
+    else with ``--holdout F`` a seeded stratified fraction kept out of training (``heldout``)."""
+    from ..data import load_dataset, load_splits
+    from .heldout import eval_splits
+
+    if cfg.probe_every is None and not cfg.holdout and cfg.test_data is None:
+        return load_dataset(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, download=cfg.download), None
+    splits = load_splits(cfg.data, image_size=cfg.image_size, test_data=cfg.test_data, test_labels=cfg.test_labels,
+                         data_dir=cfg.data_dir, download=cfg.download)
+    parts = eval_splits(splits, str(cfg.data), holdout=cfg.holdout if splits.test is None else 0.0, seed=cfg.seed)
+    return (parts.train if parts.split_here and cfg.holdout else splits.train), parts
+
+
+def probe_row(model, heldout, device) -> dict:
+    """Linear probe + weighted kNN of ``model``'s features on the held-out parts (random state kept)."""
+    from .heldout import outputs_of, protocol_rows
+
+    t0 = time.perf_counter()
+    with _kept_rng(device):
+        row = protocol_rows(("linear", "knn"), outputs_of(model, heldout.train.x, device),
+                            outputs_of(model, heldout.test.x, device), heldout.train, heldout.test, device=device)
+    return {**{k: row[k] for k in ("probe_acc", "knn20_acc", "knn200_acc")}, "probe_seconds": time.perf_counter() - t0}
 
 
 def train_one_epoch(ctx: Context, epoch: int, amdim_weight: float = 0.0) -> dict:
