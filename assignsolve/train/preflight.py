@@ -38,8 +38,10 @@ def check_device(name: str) -> None:
 def check_augment(strength: str) -> None:
     from ..augment import STRENGTHS
 
-    if strength not in STRENGTHS:
-        raise TrainError(f"--augment: expected one of {sorted(STRENGTHS)}, found {strength!r}")
+    # "auto" is resolved from the data (train/autoconfig.py); "grey" is the clean + augmented digit views
+    allowed = sorted(set(STRENGTHS) | {"auto", "grey"})
+    if strength not in allowed:
+        raise TrainError(f"--augment: expected one of {allowed}, found {strength!r}")
 
 
 def check_run_options(cfg) -> None:

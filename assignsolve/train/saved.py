@@ -17,6 +17,7 @@ import torch
 
 from ..core.errors import TrainError
 from .build import Built, build_model
+from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .rng import _seed_everything
 
@@ -61,10 +62,7 @@ def load_run(run_dir: str | Path, input_shape: tuple[int, ...], n: int, device: 
     path = Path(run_dir) / "checkpoint.pt"
     if not path.is_file():
         raise TrainError(f"--run: expected a checkpoint at {str(path)!r}, found none")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError/RuntimeError for refused or corrupt files
-        raise TrainError(f"{path}: could not be read with torch.load(weights_only=True) ({str(exc).splitlines()[0]})") from exc
+    ckpt = load_checkpoint(path, device)  # weights_only=True, format 2, complete (TrainError otherwise)
     d = Dist()
     models = []
     for _ in range(2):

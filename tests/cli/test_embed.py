@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -38,8 +40,9 @@ def test_embed_writes_the_checkpoints_features_logits_labels(run_dir, tmp_path, 
     data = load_dataset("digits")
     assert saved["features"].shape[0] == 1797 and saved["labels"].tolist() == data.labels.tolist()
     # independent reference: the encoder rebuilt by hand from the checkpoint's weights
-    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)  # our own file, written by this test
-    enc = get_encoder(ckpt["config"]["encoder"], tuple(data.input_shape), **ckpt["config"]["encoder_opt"])
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    config = json.loads(ckpt["config"])  # format 2: the config as a JSON string
+    enc = get_encoder(config["encoder"], tuple(data.input_shape), **config["encoder_opt"])
     enc.load_state_dict(ckpt["encoder"])
     enc.eval()
     with torch.no_grad():
@@ -60,8 +63,9 @@ def test_compare_run_dir_and_bad_checkpoints(run_dir, tmp_path, capsys):
     assert "r features 1797x" in stdout
     bad = tmp_path / "bad"
     bad.mkdir()
+    (bad / "config.json").write_text((run_dir / "config.json").read_text())
     torch.save({"config": {}, "encoder": {}, "heads": {}, "evil": torch.nn.Linear(2, 2)}, bad / "checkpoint.pt")
     code, _, err = _main(capsys, "embed", "--run", str(bad), "--out", str(tmp_path / "x.npz"))
-    assert code == 2 and "weights-only" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "refused to load objects other than tensors" in err and len(err.strip().splitlines()) == 1
     code, _, err = _main(capsys, "embed", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x.npz"))
     assert code == 2 and "run folder" in err
