@@ -56,7 +56,7 @@ def test_two_invocations_print_identical_tables_and_images_match_flat_features(t
     table = lambda out: out.split("wrote ")[0]  # noqa: E731 - the output folder differs
     assert table(first.stdout) == table(second.stdout)
     assert "seconds" not in first.stdout.split("best ")[1].splitlines()[0]
-    flat = _compare("--features", str(tmp_path / "flat.npz"), *common, "--out", str(tmp_path / "c"))
+    _compare("--features", str(tmp_path / "flat.npz"), *common, "--out", str(tmp_path / "c"))
     a, c = np.load(tmp_path / "a" / "labels.npz"), np.load(tmp_path / "c" / "labels.npz")
     for s in ("iic", "sinkhorn-pot", "kmeans"):
         np.testing.assert_array_equal(a[f"solver:{s}"], c[f"solver:{s}"])
