@@ -23,6 +23,13 @@ early at a fixed point (labels unchanged and centroids moved by at most ``tol``)
 one :class:`~assignsolve.Problem` and runs its own algorithm; its ``max_iter`` (when it has one)
 defaults to ``T``.
 
+Scale-aware defaults (:mod:`.scales`): ``epsilon = --epsilon-rel x std(S0)`` (0.1) for score
+solvers with an ``epsilon`` option and a temperature ``tau = --tau-rel x std(S0)`` for two-view
+solvers (iic), whose second view is a feature-space neighbour (``--pair-k``); ``S0`` are the
+scores against the shared initial centroids. A collapsed plan is reported (``converged = no``).
+Rows are sorted by accuracy (objective without labels), the best marked ``*``; ``--repeat R``
+gives mean +- std over seeds; ``--no-times`` prints a table identical between invocations.
+
 Each solver runs in a fresh worker process (``--isolation process``, the default; forked from a
 ``forkserver`` that imported torch once, or ``spawn``-ed where there is no forkserver),
 so a crash, a hang past ``--timeout`` or a leak in one solver cannot affect the others; the

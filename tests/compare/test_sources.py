@@ -56,8 +56,25 @@ def test_two_invocations_print_identical_tables_and_images_match_flat_features(t
     table = lambda out: out.split("wrote ")[0]  # noqa: E731 - the output folder differs
     assert table(first.stdout) == table(second.stdout)
     assert "seconds" not in first.stdout.split("best ")[1].splitlines()[0]
-    flat = _compare("--features", str(tmp_path / "flat.npz"), *common, "--out", str(tmp_path / "c"))
+    _compare("--features", str(tmp_path / "flat.npz"), *common, "--out", str(tmp_path / "c"))
     a, c = np.load(tmp_path / "a" / "labels.npz"), np.load(tmp_path / "c" / "labels.npz")
     for s in ("iic", "sinkhorn-pot", "kmeans"):
         np.testing.assert_array_equal(a[f"solver:{s}"], c[f"solver:{s}"])
     assert "eps=" in first.stdout and "tau=" in first.stdout
+
+
+def test_repeat_gives_mean_std_cells_and_repeat_files(tmp_path, capsys):
+    from assignsolve.cli import main
+
+    imgs, y = _images(tmp_path, n=60, seed=5)
+    capsys.readouterr()
+    code = main(["compare", "--features", str(tmp_path / "img.npz"), "--solvers", "sinkhorn-pot,kmeans",
+                 "--iters", "3", "--isolation", "inline", "--repeat", "2", "--out", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 0 and "seed = 0..1 (R = 2)" in out
+    import json
+    runs = json.loads((tmp_path / "r" / "repeat.json").read_text())
+    assert runs["seeds"] == [0, 1]
+    accs = [next(r for r in rows if r["solver"] == "kmeans")["acc"] for rows in runs["runs"]]
+    line = next(ln for ln in out.splitlines() if "kmeans" in ln.split())
+    assert f"{np.mean(accs):.4f}+-{np.std(accs):.2g}" in line
