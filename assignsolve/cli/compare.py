@@ -79,13 +79,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave the measured columns (seconds, mem_mb) out of the printed table, so that "
                              "two invocations print byte-identical tables")
     parser.add_argument("--out", default="compare-out", metavar="DIR", help="output folder (default: compare-out)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of an earlier compare in --out (refused without it)")
 
 
-def check_out(out: str) -> Path:
-    """``--out`` must be (or become) a folder: checked, and created, before any solver runs."""
+#: what compare writes into --out (compare/report.py): never replaced without --overwrite
+OUTPUT_FILES = ("results.csv", "results.json", "labels.npz", "compare.png", "repeat.csv", "repeat.json")
+
+
+def check_out(out: str, overwrite: bool = False) -> Path:
+    """``--out`` must be (or become) a folder without an earlier compare's results (unless
+    ``overwrite``): checked, and created, before any solver runs."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise CompareError(f"--out: expected a folder, found a file {str(path)!r}")
+    earlier = [name for name in OUTPUT_FILES if (path / name).exists()]
+    if earlier and not overwrite:
+        raise CompareError(f"--out: {str(path)!r} already holds the results of an earlier compare "
+                           f"({', '.join(earlier)}); choose another --out or pass --overwrite to replace them")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -98,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.repeat < 1:
         raise CompareError(f"--repeat: expected an int >= 1, found {args.repeat}")
-    check_out(args.out)  # before the solvers: their results are never lost to a bad --out
+    check_out(args.out, args.overwrite)  # before the solvers: their results are never lost to a bad --out
     try:
         if args.run is not None:
             data = load_run(args.run, args.features, args.labels)

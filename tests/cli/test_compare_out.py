@@ -15,3 +15,23 @@ def test_compare_out_file_refused_before_solvers(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and str(f) in err[0] and "expected a folder" in err[0]
     assert cli.main(["compare", "--out", str(f / "sub"), "--solvers", "kmeans", "--isolation", "inline"]) == 2
     assert calls == [] and f.read_text() == "keep"
+
+
+def test_earlier_results_are_not_replaced_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--features", "digits", "--solvers", "kmeans", "--iters", "2", "--isolation", "inline",
+            "--out", str(out)]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"results.csv", "results.json", "labels.npz", "compare.png"} <= set(before)
+    # a second compare into the same folder is refused before any solver runs, nothing changes
+    assert cli.main(args[:-4] + ["--solvers", "sinkhorn-pot", "--isolation", "inline", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and "--overwrite" in err[0] and "results.csv" in err[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # --overwrite replaces them on purpose
+    assert cli.main(args[:-4] + ["--solvers", "sinkhorn-pot", "--isolation", "inline", "--out", str(out),
+                                 "--overwrite"]) == 0
+    assert "sinkhorn-pot" in (out / "results.csv").read_text()
+    assert "kmeans" not in (out / "results.csv").read_text()
