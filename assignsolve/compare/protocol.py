@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
+from ..core.errors import AssignsolveError
 from ..ops.centroids import centroid_update
 from ..ops.stats import marginal_error
 
 STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT = "ok", "failed", "timeout"
+
+
+class InvalidResultError(AssignsolveError, ValueError):
+    """A solver returned an assignment that is not one (NaN/negative/unnormalised soft, bad labels)."""
+
+
+def check_result(res, n: int, k: int):
+    """``res`` when it is a valid assignment of ``n`` samples to ``k`` clusters, else
+    :class:`InvalidResultError` naming what is wrong (a plugin's NaN, negative or unnormalised
+    ``soft`` or out-of-range labels is a failed row, never status "ok")."""
+    labels = _as_torch(res.labels)
+    if tuple(labels.shape) != (n,) or (n and (int(labels.min()) < 0 or int(labels.max()) >= k)):
+        raise InvalidResultError(f"invalid result: expected {n} labels in 0..{k - 1}, found shape "
+                                 f"{tuple(labels.shape)}" + (f", range {int(labels.min())}..{int(labels.max())}" if n else ""))
+    if res.soft is not None:
+        q = _as_torch(res.soft).double()
+        if tuple(q.shape) != (n, k):
+            raise InvalidResultError(f"invalid result: expected soft of shape ({n}, {k}), found {tuple(q.shape)}")
+        if not bool(torch.isfinite(q).all()):
+            raise InvalidResultError(f"invalid result: soft has {int((~torch.isfinite(q)).sum())} NaN/inf entries")
+        if bool((q < 0).any()):
+            raise InvalidResultError(f"invalid result: soft has negative entries (min {float(q.min()):.3g})")
+        err = float((q.sum(1) - 1).abs().max()) if n else 0.0
+        if err > 1e-3:
+            raise InvalidResultError(f"invalid result: rows of soft must sum to 1, found an error of {err:.3g}")
+    return res
 
 
 def drop_nonfinite(x: np.ndarray, labels: np.ndarray | None = None):
@@ -85,7 +111,7 @@ def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: i
     k = c0.shape[0]
     results = []
     if needs == "features":
-        res = solver(Problem(features=x, n_clusters=k, init_centroids=c0))
+        res = check_result(solver(Problem(features=x, n_clusters=k, init_centroids=c0)), x.shape[0], k)
         results.append(res)
     else:
         c, previous = c0, None
@@ -95,7 +121,7 @@ def run_protocol(solver, needs: str, x: torch.Tensor, c0: torch.Tensor, iters: i
                 s = problem.scores / tau
                 paired = None if pair is None else s[_as_torch(pair).to(s.device)]
                 problem = Problem(scores=s, paired_scores=paired, features=x, init_centroids=problem.init_centroids)
-            res = solver(problem)
+            res = check_result(solver(problem), x.shape[0], k)
             results.append(res)
             labels = _as_torch(res.labels).to(x.device)
             soft = res.soft is not None and update == "soft"

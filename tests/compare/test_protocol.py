@@ -79,3 +79,40 @@ def test_solver_opt_values_are_typed_like_run():
     assert opts["sinkhorn-gpu"] == {"epsilon": 0.05} and opts["lp"] == {"tol": None}
     assert opts["coke"] == {"init": "kmeans++"}
     assert parse_kv(["preprocess=false", "max_iter=5"], "--solver-opt") == {"preprocess": False, "max_iter": 5}
+
+
+# ------------------------------------------------ a plugin's invalid result is a failed row
+import attrs as _attrs  # noqa: E402
+
+from assignsolve import Assignment as _Assignment, BaseSolver as _BaseSolver  # noqa: E402
+from assignsolve.compare.protocol import InvalidResultError, check_result, run_protocol  # noqa: E402
+
+
+@_attrs.frozen
+class _BadSoft(_BaseSolver):
+    """Returns a chosen (invalid) soft assignment and claims convergence."""
+
+    name = "bad-soft"
+    needs = "scores"
+    gpu = False
+    requires_n_ge_k = False
+    fill: float = float("nan")
+
+    def solve(self, problem):
+        n, k = problem.scores.shape
+        soft = torch.full((n, k), self.fill, dtype=problem.scores.dtype)
+        return _Assignment.for_problem(problem, labels=torch.zeros(n, dtype=torch.int64), soft=soft)
+
+
+@pytest.mark.parametrize("fill, match", [(float("nan"), "NaN/inf"), (-0.5, "negative"), (0.5, "sum to 1")])
+def test_invalid_soft_from_a_plugin_is_an_error_not_ok(fill, match):
+    x = torch.randn(20, 4, dtype=torch.float64)
+    with pytest.raises(InvalidResultError, match=match):
+        run_protocol(_BadSoft(fill=fill), "scores", x, x[:3].clone(), 2)
+
+
+def test_check_result_refuses_out_of_range_labels():
+    class R:
+        labels, soft = torch.tensor([0, 3]), None
+    with pytest.raises(InvalidResultError, match=r"labels in 0\.\.2"):
+        check_result(R(), 2, 3)
