@@ -86,13 +86,17 @@ def load_features(source: str | Path, labels: str | Path | None = None) -> Featu
     x = raw.x.detach().cpu().numpy() if isinstance(raw.x, torch.Tensor) else np.asarray(raw.x)
     if x.ndim != 2 or x.dtype.kind not in "iuf":
         raise DataError(f"{path}: expected a numeric [N, D] array, found shape {x.shape} dtype {x.dtype}")
+    return FeatureSet(x.astype(np.float32, copy=False), feature_labels(labels, raw, len(x)), path.stem)
+
+
+def feature_labels(labels, raw, n: int) -> np.ndarray | None:
+    """Labels [n] int64 of a feature file: from the ``labels`` file when given, else from the
+    file's own label key, else None."""
     if labels is not None:
-        y = _load_labels(labels, len(x)).numpy()
-    elif raw.labels is not None:
-        y = as_labels(raw.labels, len(x), raw.labels_where).numpy()
-    else:
-        y = None
-    return FeatureSet(x.astype(np.float32, copy=False), y, path.stem)
+        return _load_labels(labels, n).numpy()
+    if raw.labels is not None:
+        return as_labels(raw.labels, n, raw.labels_where).numpy()
+    return None
 
 
 def _load_labels(path: str | Path, n: int) -> torch.Tensor:

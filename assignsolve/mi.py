@@ -262,11 +262,4 @@ def iic_multihead_loss(
     -------
     torch.Tensor []
     """
-    heads1 = list(heads1)
-    if not heads1:
-        raise ValueError("heads1: expected at least one sub-head, found none")
-    heads2 = heads1 if heads2 is None else list(heads2)
-    if len(heads2) != len(heads1):
-        raise ValueError(f"heads2: expected {len(heads1)} sub-heads like heads1, found {len(heads2)}")
-    losses = [iic_loss(a, b, lamb=lamb, eps=eps) for a, b in zip(heads1, heads2)]
-    return torch.stack(losses).mean()
+    return iic_head_losses(heads1, heads2, lamb=lamb, eps=eps).mean()

@@ -20,9 +20,8 @@ def load_source(source: str, labels: str | None = None):
     ``run`` reads them) is flattened to [N, C*H*W] pixels; integer pixels are scaled to [0, 1]
     (irrelevant under the default L2 normalisation, kept for ``--normalize none``).
     """
-    from ..data import FeatureSet, _load_labels, load_features
+    from ..data import FeatureSet, feature_labels, load_features
     from ..datasets import arrays
-    from ..datasets.tensors import as_labels
 
     if str(source) == "digits":
         return load_features(source, labels)
@@ -41,13 +40,7 @@ def load_source(source: str, labels: str | None = None):
         scale = 255.0 if x.dtype == np.uint8 else 1.0
         x = x.reshape(x.shape[0], -1).astype(np.float32) / scale
         name = f"{path.stem} pixels"
-    if labels is not None:
-        y = _load_labels(labels, len(x)).numpy()
-    elif raw.labels is not None:
-        y = as_labels(raw.labels, len(x), raw.labels_where).numpy()
-    else:
-        y = None
-    return FeatureSet(x.astype(np.float32, copy=False), y, name)
+    return FeatureSet(x.astype(np.float32, copy=False), feature_labels(labels, raw, len(x)), name)
 
 
 def load_run(run_dir: str, data: str | None, labels: str | None = None):
