@@ -1,7 +1,7 @@
 """Training recipes, one module per method (SeLa, DeepCluster, SwAV, CoKe, IIC, AMDIM)."""
 
 from .amdim import AMDIMOnly
-from .base import Recipe
+from .base import RelabelRecipe, Recipe
 from .coke import CoKeRecipe
 from .deepcluster import DeepCluster
 from .iic import IICRecipe
@@ -11,4 +11,4 @@ from .swav import SwAV
 RECIPES = {"sela": SeLa, "deepcluster": DeepCluster, "swav": SwAV, "coke": CoKeRecipe,
            "iic": IICRecipe, "amdim": AMDIMOnly}
 
-__all__ = ["AMDIMOnly", "CoKeRecipe", "DeepCluster", "IICRecipe", "RECIPES", "Recipe", "SeLa", "SwAV"]
+__all__ = ["AMDIMOnly", "CoKeRecipe", "DeepCluster", "IICRecipe", "RECIPES", "Recipe", "RelabelRecipe", "SeLa", "SwAV"]

@@ -86,3 +86,20 @@ class Recipe:
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore :meth:`state_dict` on resume."""
+
+
+class RelabelRecipe(Recipe):
+    """A recipe that keeps whole-dataset pseudo-labels ``self.labels`` and trains cluster heads
+    on them (SeLa, DeepCluster): the heads' first argmax is the read-out, the labels are the
+    checkpointed state."""
+
+    labels: torch.Tensor | None = None
+
+    def head_labels(self, outputs):
+        return outputs["logits"][0].argmax(1)
+
+    def state_dict(self):
+        return {"labels": self.labels}
+
+    def load_state_dict(self, state):
+        self.labels = None if state.get("labels") is None else state["labels"].to(self.device)

@@ -9,13 +9,13 @@ import torch
 
 from ...core.problem import Problem
 from ...heads import ClusterHeads
-from .base import Recipe
+from .base import RelabelRecipe
 from ..rng import _epoch_generator
 from ..config import deepcluster_pca_dim
 from ...objectives import pseudo_label_loss
 
 
-class DeepCluster(Recipe):
+class DeepCluster(RelabelRecipe):
     """Caron et al., ECCV 2018: features -> PCA-whitening + L2 -> solver -> fresh top layer, CE.
 
     Feature solvers (k-means, CoKe, ...) get the preprocessed features; score solvers get cosine
@@ -75,12 +75,3 @@ class DeepCluster(Recipe):
 
     def eval_problem(self, outputs):
         return self._problem(outputs["feat"], -1)
-
-    def head_labels(self, outputs):
-        return outputs["logits"][0].argmax(1)
-
-    def state_dict(self):
-        return {"labels": self.labels}
-
-    def load_state_dict(self, state):
-        self.labels = None if state.get("labels") is None else state["labels"].to(self.device)

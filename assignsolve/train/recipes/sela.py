@@ -9,11 +9,11 @@ import torch
 
 from ...core.problem import Problem
 from ...heads import ClusterHeads
-from .base import Recipe
+from .base import RelabelRecipe
 from ...objectives import pseudo_label_loss
 
 
-class SeLa(Recipe):
+class SeLa(RelabelRecipe):
     """Asano et al., ICLR 2020: heads' logits -> solver on the whole dataset -> CE per head."""
 
     name: ClassVar[str] = "sela"
@@ -43,12 +43,3 @@ class SeLa(Recipe):
 
     def eval_problem(self, outputs):
         return Problem.from_logits(outputs["logits"][0].float())
-
-    def head_labels(self, outputs):
-        return outputs["logits"][0].argmax(1)
-
-    def state_dict(self):
-        return {"labels": self.labels}
-
-    def load_state_dict(self, state):
-        self.labels = None if state.get("labels") is None else state["labels"].to(self.device)
