@@ -298,8 +298,11 @@ def train_step(ctx: Context, idx: torch.Tensor, epoch: int, amdim_weight: float 
                 out1 = _repeat(out1, v2.shape[0] // v1.shape[0])
             if extra:
                 out2["extra"] = [ctx.ddp_model(e) for e in extra]
-        else:  # one view: an augmented one (with 'grey' views, the first repeat)
-            out1, out2 = ctx.ddp_model(v2[: v1.shape[0]] if clean else v1), None
+        elif clean:  # one view, 'grey' views: every augmented repeat, each row's index repeated with it
+            out1, out2 = ctx.ddp_model(v2), None
+            idx = idx.repeat(v2.shape[0] // v1.shape[0])
+        else:  # one view: the (augmented) first view
+            out1, out2 = ctx.ddp_model(v1), None
         loss, shown = recipe.loss(ctx, out1, out2, idx)
         if amdim_weight > 0:  # AMDIM as an added objective, on any recipe
             (g1, l1), (g2, l2) = out1["amdim"], out2["amdim"]

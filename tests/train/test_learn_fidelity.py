@@ -219,6 +219,29 @@ def test_swav_multicrop_runs_and_trains(tmp_path):
     assert math.isfinite(row["loss"])
 
 
+def test_one_view_recipe_trains_on_every_grey_repeat(tmp_path, monkeypatch):
+    # --repeats R with a one-view recipe (SeLa): the loss sees all R augmented copies of the
+    # batch, each row paired with its own sample index (before: only the first copy, R ignored)
+    import assignsolve.train as T
+
+    seen = []
+    orig = T.SeLa.loss
+
+    def spy(self, ctx, out1, out2, idx):
+        seen.append((out1["logits"][0].shape[0], idx.clone()))
+        return orig(self, ctx, out1, out2, idx)
+    monkeypatch.setattr(T.SeLa, "loss", spy)
+    x = torch.rand(64, 1, 16, 16)
+    path = tmp_path / "grey.npz"
+    np.savez(path, images=(x.numpy() * 255).astype(np.uint8), labels=np.arange(64) % 4)
+    run(TrainConfig(data=str(path), solver="sinkhorn-pot", method="sela", encoder="cnn", epochs=1, batch_size=32,
+                    repeats=3, augment="grey", n_clusters=4, out=str(tmp_path / "r"), progress=False))
+    assert [rows for rows, _ in seen] == [96, 96]
+    for _, idx in seen:
+        assert torch.equal(idx[:32], idx[32:64]) and torch.equal(idx[:32], idx[64:])
+        assert idx[:32].unique().numel() == 32
+
+
 # ----------------------------------------------------------------------------- defaults
 def test_auto_defaults_follow_the_data():
     assert auto_epochs(5000) == 10 and auto_epochs(60000) == 10 and auto_epochs(1797) == 28

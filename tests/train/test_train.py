@@ -124,18 +124,22 @@ def test_recipe_picks_the_papers_optimizer_unless_flags_say_otherwise(tmp_path):
 
 
 def test_deepcluster_pca_dimension():
-    # 256 of AlexNet's 4096 in the paper; here at most feat_dim // 8, at least K, at most D and N - 1
+    # 256 of AlexNet's 4096 in the paper; here at most feat_dim // 8 and 2K, at least K, at most D and N - 1
     assert deepcluster_pca_dim(4096, 10000, 10**6) == 256
     assert deepcluster_pca_dim(2048, 1000, 10**6) == 256   # resnet50
-    assert deepcluster_pca_dim(512, 10, 10**5) == 64       # resnet18
-    assert deepcluster_pca_dim(256, 10, 1797) == 32        # default cnn on digits
+    assert deepcluster_pca_dim(512, 10, 10**5) == 20       # resnet18, K = 10: 2K
+    assert deepcluster_pca_dim(2048, 50, 10**5) == 100     # K = 50: 2K (below width / 8 = 256)
+    assert deepcluster_pca_dim(512, 100, 10**5) == 100     # K = 100: never fewer than K
+    assert deepcluster_pca_dim(1152, 10, 5000) == 20       # default convnet on MNIST
+    assert deepcluster_pca_dim(256, 10, 1797) == 20        # default cnn on digits
+    assert deepcluster_pca_dim(96, 10, 1797) == 12         # narrow: width / 8
     assert deepcluster_pca_dim(64, 10, 600) == 10          # never fewer than K
     assert deepcluster_pca_dim(64, 100, 10**4) == 64       # never more than the width
     assert deepcluster_pca_dim(256, 10, 20) == 19          # PCA of N points has N - 1 components
     cfg = TrainConfig(solver="kmeans")
     recipe = DeepCluster(cfg, 10, 300, 256, Assigner(cfg, "deepcluster"), Dist(), torch.device("cpu"))
     feats = torch.randn(300, 256)
-    assert recipe._problem(feats, 0).features.shape == (300, 32)
+    assert recipe._problem(feats, 0).features.shape == (300, 20)
     cfg = TrainConfig(solver="kmeans", pca_dim=16)
     recipe = DeepCluster(cfg, 10, 300, 256, Assigner(cfg, "deepcluster"), Dist(), torch.device("cpu"))
     assert recipe._problem(feats, 0).features.shape == (300, 16)
