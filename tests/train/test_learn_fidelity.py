@@ -268,3 +268,37 @@ def test_swav_recipe_uses_the_solvers_trusted_codes_on_gathered_rows():
     np.testing.assert_allclose(fn(scores).double().numpy(), swav_reference(scores.double().numpy()), atol=1e-5)
     pot = Assigner(TrainConfig(solver="sinkhorn-pot", method="swav"), "swav")
     assert _fast_codes(pot.solver) is None  # no codes(): the Problem path
+
+
+# ----------------------------------------------------------------------------- CoKe
+def test_coke_assigns_the_first_view_and_trains_the_second_views_predictor():
+    # CoKe's two-view variant: the online assignment sees view 1 only; the cross-entropy is the
+    # previous-epoch centres' classifier on view 2's predictor output, against view 1's targets
+    import torch.nn.functional as F
+
+    from assignsolve.ops.dist import Dist
+    from assignsolve.train.recipes import CoKeRecipe
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(solver="coke", proj_dim=8, temperature=0.1)
+    recipe = CoKeRecipe(cfg, 3, 12, 16, Assigner(cfg, "coke"), Dist(), torch.device("cpu"))
+    assert CoKeRecipe.two_views
+    seen = {}
+    fit = recipe.bank.partial_fit
+
+    def spy(z, idx):
+        seen["z"], seen["idx"] = z.clone(), idx.clone()
+        return fit(z, idx)
+    recipe.bank.partial_fit = spy
+    idx = torch.arange(4)
+    out1 = {"z": torch.randn(8, 8), "pred": torch.randn(8, 8)}  # 2 'grey' repeats of 4 images
+    out2 = {"z": torch.randn(8, 8), "pred": torch.randn(8, 8, requires_grad=True)}
+    loss, y = recipe.loss(None, out1, out2, idx)
+    torch.testing.assert_close(seen["z"], out1["z"][:4])
+    assert torch.equal(seen["idx"], idx) and torch.equal(y[:4], y[4:])
+    targets = recipe.bank.targets(idx).repeat(2)
+    expected = float(F.cross_entropy(recipe.bank.logits(out2["pred"].float(), 0.1), targets))
+    wrong_view = float(F.cross_entropy(recipe.bank.logits(out1["pred"].float(), 0.1), targets))
+    assert float(loss) == pytest.approx(expected, rel=1e-6) and abs(expected - wrong_view) > 1e-3
+    loss.backward()
+    assert out2["pred"].grad is not None and float(out2["pred"].grad.abs().sum()) > 0

@@ -68,6 +68,8 @@ class CoKeRecipe(Recipe):
     """Qian et al., CVPR 2022: online assignment per batch, CE against previous-epoch targets."""
 
     name: ClassVar[str] = "coke"
+    #: CoKe's two-view variant: one view is assigned, the other predicts its label
+    two_views: ClassVar[bool] = True
 
     def build_heads(self):
         # as idstcv/CoKe: the projection ends in BatchNorm (unit rows spread over the sphere, so
@@ -86,7 +88,10 @@ class CoKeRecipe(Recipe):
             self.bank = _BatchBank(self.assign, self.n, self.cfg.proj_dim, self.k, self.device, self.cfg.seed)
 
     def loss(self, ctx, out1, out2, idx):
-        z = out1["z"]
+        """The first view (with 'grey' views: the clean image) is assigned online; the second
+        view's predictor is trained on the targets (CoKe's two-view variant, Qian et al. 2022,
+        Sec. 3.4), each augmented repeat against its image's target."""
+        z = out1["z"][: idx.shape[0]]  # the first view's rows (the loop repeats them per 'grey' repeat)
         idx_all = gather_rows(idx.to(self.device), self.dist)
         with torch.no_grad():
             z_all = gather_rows(z.detach().float(), self.dist)
@@ -94,8 +99,9 @@ class CoKeRecipe(Recipe):
                 self.assign.calls += 1
             self.bank.partial_fit(z_all, idx_all)
             y = self.bank.targets(idx.to(self.device))
-        # the predictor's view is trained (the published run: --coke-beta 1)
-        logits = self.bank.logits(out1["pred"].float(), self.cfg.temperature)
+        pred = out2["pred"] if out2 is not None else out1["pred"]
+        y = y.repeat(pred.shape[0] // y.shape[0])
+        logits = self.bank.logits(pred.float(), self.cfg.temperature)
         return F.cross_entropy(logits, y), y
 
     def end_epoch(self, ctx, epoch):
