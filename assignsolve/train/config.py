@@ -106,12 +106,8 @@ class TrainConfig:
         """(optimizer, lr): the flags when given, else the recipe's optimiser and its learning rate."""
         from ..registry.manager import recipe_entry
 
-        cls = recipe_entry(self.recipe).cls
-        name = self.optimizer or cls.default_optimizer
-        if self.lr is not None:
-            return name, self.lr
-        own = cls.default_lr if name == cls.default_optimizer else None  # the recipe's, for its own optimiser
-        return name, own if own is not None else DEFAULT_LR[name]
+        name = self.optimizer or recipe_entry(self.recipe).cls.default_optimizer
+        return name, self.lr if self.lr is not None else DEFAULT_LR[name]
 
 
 #: Optimiser and learning rate when --optimizer/--lr are not given. DeepCluster (Caron et al.
@@ -177,7 +173,7 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("batch_size", int, "B", "mini-batch size per process (default: per recipe: iic 128 (x4 augmented "
      "repeats), others 256)"),
     ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster, as the paper; adam otherwise)"),
-    ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam; the iic recipe: 2e-3 with adam)"),
+    ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam)"),
     ("momentum", float, "M", "SGD momentum"),
     ("weight_decay", float, "WD", "weight decay"),
     ("relabel_every", int, "E", "SeLa, DeepCluster: solve for new pseudo-labels every E epochs (DeepCluster's "

@@ -114,10 +114,6 @@ def test_recipe_picks_the_papers_optimizer_unless_flags_say_otherwise(tmp_path):
     assert TrainConfig(solver="kmeans", optimizer="adam").optimizer_lr == ("adam", 1e-3)
     assert TrainConfig(solver="kmeans", lr=0.2).optimizer_lr == ("sgd", 0.2)
     assert TrainConfig(solver="lp", method="deepcluster").optimizer_lr == ("sgd", 0.05)
-    # a recipe's own learning rate for its own optimiser (IIC: Adam 2e-3), the general one for another
-    assert TrainConfig(solver="iic").optimizer_lr == ("adam", 2e-3)
-    assert TrainConfig(solver="iic", optimizer="sgd").optimizer_lr == ("sgd", 0.05)
-    assert TrainConfig(solver="sinkhorn-pot").optimizer_lr == ("adam", 1e-3)
     with pytest.raises(TrainError, match="optimizer: expected one of"):
         TrainConfig(optimizer="lamb")
     _run(tmp_path, solver="kmeans", limit=40)

@@ -31,8 +31,6 @@ class Recipe:
     two_views: ClassVar[bool] = False
     #: optimiser when ``--optimizer`` is not given ("adam" or "sgd")
     default_optimizer: ClassVar[str] = "adam"
-    #: learning rate of ``default_optimizer`` when ``--lr`` is not given (None: adam 1e-3, sgd 0.05)
-    default_lr: ClassVar[float | None] = None
     #: the paper's solver options, applied where the solver has the option (the solver's own
     #: ``recipe_options[name]``, then ``--solver-opt``, take precedence)
     solver_defaults: ClassVar[Mapping[str, Any]] = {}

@@ -23,9 +23,6 @@ class IICRecipe(Recipe):
 
     name: ClassVar[str] = "iic"
     two_views: ClassVar[bool] = True
-    #: Adam 2e-3 (5,000 MNIST digits, 10 epochs, seeds 0/1/2: accuracy 0.970/0.533/0.854;
-    #: at 1e-3 seeds 0/1: 0.891/0.504; docs/training.md)
-    default_lr: ClassVar[float | None] = 2e-3
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
