@@ -311,7 +311,7 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.where(norms > 0, norms, 1.0)
     n = x.shape[0]
-    c0 = init_centroids(torch.from_numpy(x), k, cfg.init, cfg.seed).numpy()
+    c0 = init_centroids(torch.from_numpy(x), k, cfg.init, torch.Generator().manual_seed(int(cfg.seed))).numpy()
     if cfg.isolation == "inline" and cfg.timeout is not None:
         log("note: --isolation inline cannot enforce --timeout; solvers run without a deadline")
 

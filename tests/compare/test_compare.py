@@ -194,7 +194,7 @@ def test_hard_argmax_protocol_is_lloyd_kmeans_like_sklearn_and_kmeans_plugin(onl
     cfg = CompareConfig(iters=50, metric="l2", normalize="none", seed=4,
                         solver_opts={"kmeans": {"tol": 0.0}}, **INLINE)
     res = compare(x, y, ["test-argmax", "kmeans"], cfg, log=lambda *_: None)
-    c0 = init_centroids(torch.from_numpy(x), 4, "kmeans++", seed=4).numpy()
+    c0 = init_centroids(torch.from_numpy(x), 4, "kmeans++", torch.Generator().manual_seed(4)).numpy()
     ref = SkKMeans(4, init=c0.astype(np.float64), n_init=1, max_iter=50, tol=0, algorithm="lloyd")
     ref_labels = ref.fit_predict(x.astype(np.float64))
     argmax = res.row("test-argmax")
@@ -215,7 +215,7 @@ def test_soft_solver_uses_weighted_centroids(only):
     res = compare(x, y, ["test-softmax"], cfg, log=lambda *_: None)
     # the same protocol by hand, in float64 numpy
     xd = x.astype(np.float64)
-    c = init_centroids(torch.from_numpy(x), 3, "kmeans++", seed=1).numpy().astype(np.float64)
+    c = init_centroids(torch.from_numpy(x), 3, "kmeans++", torch.Generator().manual_seed(1)).numpy().astype(np.float64)
     for _ in range(iters):
         s = xd @ c.T
         q = np.exp((s - s.max(1, keepdims=True)) / tau)
@@ -238,7 +238,7 @@ def test_hard_update_uses_labels_even_for_soft_solvers(only):
                         **INLINE)
     res = compare(x, y, ["test-softmax"], cfg, log=lambda *_: None)
     xn = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
-    c = init_centroids(torch.from_numpy(xn.astype(np.float32)), 3, "kmeans++", seed=1).numpy().astype(np.float64)
+    c = init_centroids(torch.from_numpy(xn.astype(np.float32)), 3, "kmeans++", torch.Generator().manual_seed(1)).numpy().astype(np.float64)
     for _ in range(3):
         labels = (xn @ (c / np.linalg.norm(c, axis=1, keepdims=True)).T).argmax(1)
         c = np.stack([xn[labels == j].mean(0) if (labels == j).any() else c[j] for j in range(3)])
