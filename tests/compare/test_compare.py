@@ -284,11 +284,33 @@ def test_bad_arguments_are_clear(only):
         compare(x, y, ["greedy-balanced"], CompareConfig(solver_opts={"greedy-balanced": {"eps": 1}}, **INLINE))
     with pytest.raises(CompareError, match=r"found \['kmeans'\]"):
         compare(x, y, ["greedy-balanced"], CompareConfig(solver_opts={"kmeans": {"tol": 0}}, **INLINE))
-    with pytest.raises(CompareError, match="iters: expected an int >= 1, found 0"):
-        CompareConfig(iters=0)
     x[:] = np.nan
     with pytest.raises(CompareError, match="found all 30 rows NaN/inf"):
         compare(x, y, ["test-argmax"], CompareConfig(**INLINE))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("iters", 0, "iters: expected an int >= 1, found 0"),
+    ("iters", 2.5, "iters: expected an int >= 1, found 2.5"),
+    ("k", True, "k: expected an int >= 1, found True"),
+    ("seed", "0", "seed: expected an int, found '0'"),
+    ("timeout", 0, "timeout: expected a number > 0, found 0"),
+    ("normalize", "l1", "normalize: expected one of ['l2', 'none'], found 'l1'"),
+    ("init", "kmeans", "init: expected one of ['kmeans++', 'random'], found 'kmeans'"),
+    ("tol", -1e-3, "tol: expected a number >= 0, found -0.001"),
+    ("threads", 0, "threads: expected an int >= 1, found 0"),
+    ("warmup", "false", "warmup: expected true or false, found 'false'"),
+    ("epsilon_rel", 0.0, "epsilon_rel: expected a number > 0, found 0.0"),
+    ("pair_k", 0, "pair_k: expected an int >= 1, found 0"),
+    ("solver_opts", {"kmeans": 1}, "solver_opts: expected a mapping {solver name: {option: value}}, found"),
+])
+def test_config_values_are_checked_in_the_shared_validator_style(field, value, message):
+    with pytest.raises(CompareError) as info:
+        CompareConfig(**{field: value})
+    assert str(info.value).startswith(message)
+    # numpy integers are ints; None is accepted where the field is optional
+    cfg = CompareConfig(k=np.int64(3), iters=np.int64(2), seed=np.int64(-1), timeout=None, threads=None)
+    assert (cfg.k, cfg.iters, cfg.seed) == (3, 2, -1)
 
 
 # --------------------------------------------------------------------------- isolation
