@@ -21,12 +21,12 @@ from .core.errors import (
 )
 from .core.problem import Problem
 from .core.solver import BaseSolver, Solver
-from .core.validators import at_least, choice
+from .core.validators import above, at_least, choice, is_bool, is_int
 from .registry.hookspecs import hookimpl
 
 __all__ = [
     "Assignment", "AssignsolveError", "BaseSolver", "ConfigError", "DuplicateNameError", "Family",
     "InvalidProblemError", "MissingDependencyError", "NotConvergedWarning", "Problem", "Solver",
-    "as_tensor", "at_least", "choice", "family_of", "hookimpl", "is_floating", "optional_import",
-    "resolve_device", "to_family",
+    "above", "as_tensor", "at_least", "choice", "family_of", "hookimpl", "is_bool", "is_floating", "is_int",
+    "optional_import", "resolve_device", "to_family",
 ]

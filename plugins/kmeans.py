@@ -43,7 +43,7 @@ import torch
 import assignsolve
 from assignsolve import Assignment, BaseSolver, Problem
 from assignsolve.plugin import resolve_device, to_family
-from assignsolve.ops.centroids import SPLIT_EPS, init_kmeans_plusplus, init_random, split_empty_clusters, update_centroids
+from assignsolve.ops.centroids import SPLIT_EPS, init_centroids, kmeans_plusplus, split_empty_clusters, update_centroids
 from assignsolve.ops.pca import apply_pca, fit_pca, preprocess_features
 
 from .feature_guards import prepare_kmeans_features, unscale_kmeans
@@ -54,8 +54,8 @@ __all__ = [
     "apply_pca",
     "assign_nearest",
     "fit_pca",
-    "init_kmeans_plusplus",
-    "init_random",
+    "init_centroids",
+    "kmeans_plusplus",
     "lloyd_kmeans",
     "preprocess_features",
     "split_empty_clusters",
@@ -358,10 +358,8 @@ class KMeans(BaseSolver):
         for run in range(self.n_init):
             if init is not None and run == 0:
                 start, how = init, "problem.init_centroids"
-            elif self.init == "kmeans++":
-                start, how = init_kmeans_plusplus(x, k, gen), "kmeans++"
             else:
-                start, how = init_random(x, k, gen), "random"
+                start, how = init_centroids(x, k, self.init, gen), self.init
             res = lloyd_kmeans(x, start, max_iter=self.max_iter, tol=self.tol, spherical=spherical,
                                chunk_size=self.chunk_size, generator=gen)
             if best is None or res.objective < best.objective:

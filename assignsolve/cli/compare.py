@@ -16,7 +16,8 @@ from .options import parse_named_kv
 from ..compare.protocol import STATUS_OK
 from ..compare.report import _columns_for, aggregate, format_table, write_outputs
 from ..compare import runner as _runner
-from ..compare.runner import CompareConfig, compare
+from ..compare.config import CompareConfig
+from ..compare.runner import compare
 from ..compare.scales import EPSILON_REL, PAIR_K, TAU_REL
 
 HELP = "compare solvers on fixed features: one table, one plot"
@@ -109,6 +110,13 @@ def main(args: argparse.Namespace) -> int:
 
     if args.repeat < 1:
         raise CompareError(f"--repeat: expected an int >= 1, found {args.repeat}")
+    cfg = CompareConfig(k=args.k, iters=args.iters, seed=args.seed,
+                        timeout=args.timeout if args.timeout and args.timeout > 0 else None,
+                        normalize=args.normalize, init=args.init, metric=args.metric, update=args.update, tol=args.tol,
+                        device=args.device, isolation=args.isolation, tracemalloc=args.tracemalloc,
+                        warmup=args.warmup, threads=args.threads,
+                        solver_opts=parse_solver_opts(args.solver_opt), epsilon_rel=args.epsilon_rel,
+                        tau_rel=args.tau_rel, pair_k=args.pair_k)
     check_out(args.out, args.overwrite)  # before the solvers: their results are never lost to a bad --out
     try:
         if args.run is not None:
@@ -118,13 +126,6 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         raise CompareError(str(exc)) from exc
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()] if args.solvers else None
-    cfg = CompareConfig(k=args.k, iters=args.iters, seed=args.seed,
-                        timeout=args.timeout if args.timeout and args.timeout > 0 else None,
-                        normalize=args.normalize, init=args.init, metric=args.metric, update=args.update, tol=args.tol,
-                        device=args.device, isolation=args.isolation, tracemalloc=args.tracemalloc,
-                        warmup=args.warmup, threads=args.threads,
-                        solver_opts=parse_solver_opts(args.solver_opt), epsilon_rel=args.epsilon_rel,
-                        tau_rel=args.tau_rel, pair_k=args.pair_k)
     print(f"compare: {data.name} {data.x.shape[0]}x{data.x.shape[1]}, "
           f"K = {cfg.k if cfg.k is not None else 'from labels'}, T = {cfg.iters}, seed = {cfg.seed}"
           + (f"..{cfg.seed + args.repeat - 1} (R = {args.repeat})" if args.repeat > 1 else ""))

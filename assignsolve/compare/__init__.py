@@ -1,6 +1,6 @@
 """Compare assignment solvers on fixed features (``assignsolve compare``).
 
-:mod:`.protocol` (the shared loop), :mod:`.measure` (time, peak memory), :mod:`.isolation`
+:mod:`.config` (``CompareConfig``), :mod:`.protocol` (the shared loop), :mod:`.measure` (time, peak memory), :mod:`.isolation`
 (one worker process per solver), :mod:`.runner` (``compare()``: orchestration) and
 :mod:`.report` (table, files, figure). Names are imported lazily.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "CompareConfig": "runner", "CompareResult": "runner", "compare": "runner",
+    "CompareConfig": "config", "CompareResult": "runner", "compare": "runner",
     "drop_nonfinite": "protocol", "run_protocol": "protocol",
     "format_table": "report", "plot": "report", "write_outputs": "report", "COLUMNS": "report",
 }

@@ -61,115 +61,22 @@ import torch
 
 from ..ops.centroids import centroid_update, init_centroids, kmeans_plusplus
 from ..ops.stats import marginal_error
+from .config import CompareConfig
 from .isolation import _failure, _run_in_process, _safe_run
 from .protocol import STATUS_FAILED, STATUS_OK, drop_nonfinite, run_protocol
 from .report import _progress, format_table, plot, write_outputs
-from .scales import EPSILON_REL, PAIR_K, TAU_REL, neighbour_pairs, reads_two_views, scale_options, score_spread
+from .scales import neighbour_pairs, reads_two_views, scale_options, score_spread
 
 from ..core.errors import CompareError
 
 __all__ = [
     "CompareConfig", "CompareError", "CompareResult", "centroid_update", "compare",
     "drop_nonfinite", "format_table", "init_centroids", "kmeans_plusplus", "marginal_error",
-    "plot", "run_protocol", "write_outputs", 
+    "plot", "run_protocol", "write_outputs",
 ]
 
 
-
-
-
-# --------------------------------------------------------------------------- pure functions
-
-
-# --------------------------------------------------------------------------- measurement
-
-
 # --------------------------------------------------------------------------- orchestration
-@attrs.frozen
-class CompareConfig:
-    """Settings of one comparison (the CLI flags).
-
-    Attributes
-    ----------
-    k : int or None
-        Clusters; None: the number of label classes.
-    iters : int
-        Protocol rounds ``T`` (and ``max_iter`` of feature solvers unless set explicitly).
-    seed : int
-        Seeds the shared initial centroids and every solver that has a ``seed`` option.
-    timeout : float or None
-        Seconds per solver (process isolation only); None: no limit.
-    normalize : {"l2", "none"}
-        Row L2 normalisation of the features before anything else.
-    init : {"kmeans++", "random"}
-        Shared initial centroids.
-    metric : {"cosine", "dot", "l2"}
-        Scores from features and centroids.
-    update : {"soft", "hard"}
-        Centroid update weighted by the soft assignment (when the solver gives one) or by the labels.
-    tol : float
-        Fixed-point tolerance of the protocol.
-    device : str
-        Computation device, passed to every solver that has a ``device`` option.
-    isolation : {"process", "inline"}
-        One spawned worker per solver (crash/timeout isolation), or in this process.
-    tracemalloc : bool
-        Also record the tracemalloc peak (Python/numpy allocations; slows Python-heavy code).
-    warmup : bool
-        Before the timed run, one untimed round on the first ``min(N, max(4K, 64))`` rows.
-    threads : int or None
-        ``torch.set_num_threads`` in the worker (None: torch's default). On a shared or busy
-        machine, 1 thread gives far steadier timings of small problems.
-    solver_opts : mapping
-        ``{solver name: {option: value}}``.
-    epsilon_rel, tau_rel : float
-        Scale-aware defaults (:mod:`.scales`): ``epsilon = epsilon_rel x std(S0)`` for score solvers
-        with an ``epsilon`` option, ``tau = tau_rel x std(S0)`` for two-view solvers (iic).
-    pair_k : int
-        Two-view solvers pair each sample with one of its ``pair_k`` nearest neighbours.
-    """
-
-    k: int | None = None
-    iters: int = 10
-    seed: int = 0
-    timeout: float | None = 120.0
-    normalize: str = "l2"
-    init: str = "kmeans++"
-    metric: str = "cosine"
-    update: str = "soft"
-    tol: float = 1e-6
-    device: str = "cpu"
-    isolation: str = "process"
-    tracemalloc: bool = False
-    warmup: bool = True
-    threads: int | None = None
-    solver_opts: Mapping = attrs.field(factory=dict)
-    epsilon_rel: float = EPSILON_REL
-    tau_rel: float = TAU_REL
-    pair_k: int = PAIR_K
-
-    def __attrs_post_init__(self) -> None:
-        def check(ok, name, expected):
-            if not ok:
-                raise CompareError(f"{name}: expected {expected}, found {getattr(self, name)!r}")
-        check(self.k is None or (isinstance(self.k, (int, np.integer)) and not isinstance(self.k, bool)
-                                 and self.k >= 1), "k", "an int >= 1 or None")
-        check(isinstance(self.iters, (int, np.integer)) and self.iters >= 1, "iters", "an int >= 1")
-        check(isinstance(self.seed, (int, np.integer)), "seed", "an int")
-        check(self.timeout is None or self.timeout > 0, "timeout", "a positive number of seconds or None")
-        check(self.normalize in ("l2", "none"), "normalize", "'l2' or 'none'")
-        check(self.init in ("kmeans++", "random"), "init", "'kmeans++' or 'random'")
-        check(self.metric in ("cosine", "dot", "l2"), "metric", "'cosine', 'dot' or 'l2'")
-        check(self.update in ("soft", "hard"), "update", "'soft' or 'hard'")
-        check(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1), "threads",
-              "an int >= 1 or None")
-        check(self.tol >= 0, "tol", "a float >= 0")
-        check(self.epsilon_rel > 0, "epsilon_rel", "a number > 0")
-        check(self.tau_rel > 0, "tau_rel", "a number > 0")
-        check(isinstance(self.pair_k, int) and self.pair_k >= 1, "pair_k", "an int >= 1")
-        check(self.isolation in ("process", "inline"), "isolation", "'process' or 'inline'")
-
-
 @attrs.frozen(eq=False)
 class CompareResult:
     """Rows (one dict per solver), per-solver labels, and what the data looked like."""
@@ -311,7 +218,7 @@ def compare(features, labels=None, solvers: Sequence[str] | None = None,
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.where(norms > 0, norms, 1.0)
     n = x.shape[0]
-    c0 = init_centroids(torch.from_numpy(x), k, cfg.init, cfg.seed).numpy()
+    c0 = init_centroids(torch.from_numpy(x), k, cfg.init, torch.Generator().manual_seed(int(cfg.seed))).numpy()
     if cfg.isolation == "inline" and cfg.timeout is not None:
         log("note: --isolation inline cannot enforce --timeout; solvers run without a deadline")
 

@@ -7,11 +7,12 @@ raises ``ConfigError("field: expected a number >= 1, found 0")`` (or the ``error
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 
 from .errors import ConfigError
 
-__all__ = ["at_least", "choice", "is_bool"]
+__all__ = ["above", "at_least", "choice", "is_bool", "is_int"]
 
 
 def choice(options: Iterable, optional: bool = False, error: type[Exception] = ConfigError):
@@ -42,4 +43,28 @@ def is_bool(error: type[Exception] = ConfigError):
     def check(instance, attribute, value):
         if not isinstance(value, bool):
             raise error(f"{attribute.name}: expected true or false, found {value!r}")
+    return check
+
+
+def above(bound, optional: bool = False, error: type[Exception] = ConfigError):
+    """Value must be a real number (not a bool) ``> bound`` (or None when ``optional``)."""
+    def check(instance, attribute, value):
+        if optional and value is None:
+            return
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value > bound
+        if not ok:
+            raise error(f"{attribute.name}: expected a number > {bound}, found {value!r}")
+    return check
+
+
+def is_int(minimum=None, optional: bool = False, error: type[Exception] = ConfigError):
+    """Value must be an integer (Python or numpy, not a bool), ``>= minimum`` when given (or None
+    when ``optional``)."""
+    def check(instance, attribute, value):
+        if optional and value is None:
+            return
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not ok or (minimum is not None and value < minimum):
+            wanted = "an int" if minimum is None else f"an int >= {minimum}"
+            raise error(f"{attribute.name}: expected {wanted}, found {value!r}")
     return check

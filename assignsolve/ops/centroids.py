@@ -1,4 +1,5 @@
-"""Centroid kernels: k-means++ seeding, random seeding, (weighted) cluster means, CoKe's running means."""
+"""Centroid kernels: seeding (one greedy k-means++ and one random draw, shared by the kmeans plugin and
+``compare``), (weighted) cluster means, CoKe's running means, faiss' empty-cluster split."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import torch.nn.functional as F
 
 from ..core.errors import ConfigError
 
-__all__ = ["SPLIT_EPS", "centroid_update", "coke_centre_step", "split_empty_clusters", "init_centroids", "init_kmeans_plusplus",
-           "init_random", "kmeans_plusplus", "update_centroids"]
+__all__ = ["SPLIT_EPS", "centroid_update", "coke_centre_step", "init_centroids", "kmeans_plusplus",
+           "split_empty_clusters", "update_centroids"]
 
 
 @torch.no_grad()
@@ -45,48 +46,34 @@ def update_centroids(
     return centroids, counts
 
 
-def init_random(x: torch.Tensor, n_clusters: int, generator: torch.Generator) -> torch.Tensor:
-    r"""``K`` distinct data points drawn uniformly without replacement (faiss' default init).
-
-    Parameters
-    ----------
-    x : torch.Tensor [N, D]
-    n_clusters : int
-        ``K <= N``.
-    generator : torch.Generator
-        CPU generator.
-
-    Returns
-    -------
-    torch.Tensor [K, D]
-    """
-    perm = torch.randperm(x.shape[0], generator=generator)[:n_clusters]
-    return x[perm.to(x.device)].clone()
-
-
 @torch.no_grad()
-def init_kmeans_plusplus(
+def kmeans_plusplus(
     x: torch.Tensor,
     n_clusters: int,
     generator: torch.Generator,
     n_local_trials: int | None = None,
 ) -> torch.Tensor:
-    r"""Greedy k-means++ seeding (Arthur & Vassilvitskii, "k-means++: the advantages of careful
-    seeding", SODA 2007).
+    r"""Greedy k-means++ seeding: indices of ``K`` rows of ``x`` (Arthur & Vassilvitskii,
+    "k-means++: the advantages of careful seeding", SODA 2007).
 
     The first centroid is a uniform data point; then, with
     :math:`D(x) = \min_{c \in C} \lVert x - c\rVert`, draw ``n_local_trials`` candidates
     :math:`x_i` with probability :math:`D(x_i)^2 / \sum_l D(x_l)^2` and keep the one that
     minimises the potential :math:`\sum_l \min(D(x_l)^2, \lVert x_l - x_i\rVert^2)`.
     ``n_local_trials=1`` is plain D²-sampling; the default :math:`2 + \lfloor\ln K\rfloor` is the
-    greedy variant suggested in the paper and used by scikit-learn (``_kmeans_plusplus``).
-    Cost: ``K`` passes over ``x``, each one ``[N, n_local_trials]`` GEMM.
+    greedy variant suggested in the paper. The draws are scikit-learn's ``_kmeans_plusplus``
+    step for step (one uniform index, then per step ``n_local_trials`` uniforms mapped through
+    the cumulative :math:`D^2` with ``searchsorted``), so fed the same uniforms it picks the same
+    rows (``tests/ops/test_centroids.py``). When every point coincides with a chosen centroid
+    (duplicates, or ``K > N`` once every point is chosen) the candidates are uniform, so ``K > N``
+    repeats points. Cost: ``K`` passes over ``x``, each one ``[N, n_local_trials]`` GEMM.
 
     Parameters
     ----------
     x : torch.Tensor [N, D]
+        Points, on any device.
     n_clusters : int
-        ``K <= N``.
+        ``K``.
     generator : torch.Generator
         CPU generator (uniforms are drawn on CPU, so a seed gives the same draws on any device).
     n_local_trials : int, optional
@@ -94,16 +81,15 @@ def init_kmeans_plusplus(
 
     Returns
     -------
-    torch.Tensor [K, D]
+    torch.Tensor [K] int64 (CPU)
     """
     n = x.shape[0]
     trials = n_local_trials if n_local_trials is not None else 2 + int(math.log(n_clusters))
     x_sq = x.pow(2).sum(dim=1)
     first = int(torch.randint(n, (1,), generator=generator))
-    centroids = torch.empty((n_clusters, x.shape[1]), dtype=x.dtype, device=x.device)
-    centroids[0] = x[first]
+    chosen = [first]
     d2 = (x_sq - 2.0 * (x @ x[first]) + x_sq[first]).clamp_min_(0.0)
-    for j in range(1, n_clusters):
+    for _ in range(1, n_clusters):
         cum = torch.cumsum(d2.to(torch.float64), dim=0)
         total = float(cum[-1])
         u = torch.rand(trials, generator=generator, dtype=torch.float64)
@@ -115,82 +101,39 @@ def init_kmeans_plusplus(
         dc = (x_sq[:, None] - 2.0 * (x @ x[cand].T) + x_sq[cand][None, :]).clamp_min_(0.0)
         dc = torch.minimum(dc, d2[:, None])
         best = int(torch.argmin(dc.to(torch.float64).sum(dim=0)))
-        centroids[j] = x[cand[best]]
-        d2 = dc[:, best].contiguous()
-    return centroids
-
-
-@torch.no_grad()
-def kmeans_plusplus(x: torch.Tensor, k: int, seed: int = 0, n_trials: int | None = None) -> torch.Tensor:
-    r"""Greedy k-means++ seeding: indices of ``k`` rows of ``x``.
-
-    The first centre is uniform; each next one is drawn among ``n_trials`` candidates sampled
-    with probability :math:`D(x_i)^2 / \sum_j D(x_j)^2` (squared distance to the nearest chosen
-    centre) and is the candidate that most lowers the potential :math:`\sum_i D(x_i)^2`
-    (Arthur & Vassilvitskii, "k-means++: the advantages of careful seeding", SODA 2007;
-    ``n_trials = 2 + ln k`` as in scikit-learn's ``_kmeans_plusplus``). When every point already
-    coincides with a centre (duplicates, or ``k > N``) the next one is uniform, so ``k > N``
-    repeats points.
-
-    Parameters
-    ----------
-    x : Tensor [N, D]
-        Points, on any device.
-    k : int
-        Number of centres.
-    seed : int
-        Seeds a CPU generator: the same indices on every device.
-    n_trials : int, optional
-        Candidates per step (default ``2 + int(ln k)``).
-
-    Returns
-    -------
-    Tensor [k] int64 (CPU)
-    """
-    n = x.shape[0]
-    gen = torch.Generator().manual_seed(int(seed))
-    trials = n_trials or 2 + int(math.log(k))
-    xd = x.double()
-    chosen = [int(torch.randint(n, (1,), generator=gen))]
-    d2 = (xd - xd[chosen[0]]).pow(2).sum(1)
-    for _ in range(1, k):
-        weights = d2.clamp_min(0).cpu()
-        total = float(weights.sum())
-        if total <= 0:
-            cand = torch.randint(n, (trials,), generator=gen)
-        else:
-            cand = torch.multinomial(weights / total, trials, replacement=True, generator=gen)
-        new = torch.minimum(d2[None, :], torch.cdist(xd[cand.to(x.device)], xd).pow(2))  # [T, N]
-        best = int(new.sum(1).argmin())
         chosen.append(int(cand[best]))
-        d2 = new[best]
+        d2 = dc[:, best].contiguous()
     return torch.tensor(chosen, dtype=torch.int64)
 
 
 @torch.no_grad()
-def init_centroids(x: torch.Tensor, k: int, method: str = "kmeans++", seed: int = 0) -> torch.Tensor:
-    """Initial centroids [k, D] shared by every solver: k-means++ rows, or a random sample of rows.
+def init_centroids(x: torch.Tensor, n_clusters: int, method: str, generator: torch.Generator) -> torch.Tensor:
+    """Initial centroids [K, D]: rows of ``x`` chosen by k-means++ or uniformly at random.
 
-    ``"random"`` draws ``k`` distinct rows (with replacement only when ``k > N``), from a CPU
-    generator seeded with ``seed``.
+    The one seeding entry point of the kmeans plugin and of ``compare`` (whose shared centroids
+    are ``init_centroids(x, K, init, torch.Generator().manual_seed(seed))``).
 
     Parameters
     ----------
-    x : Tensor [N, D]
-    k : int
+    x : torch.Tensor [N, D]
+    n_clusters : int
+        ``K``.
     method : {"kmeans++", "random"}
-    seed : int
+        :func:`kmeans_plusplus`, or ``K`` distinct rows drawn uniformly without replacement
+        (``randperm(N)[:K]``, faiss' and DeepCluster's default; with replacement only when ``K > N``).
+    generator : torch.Generator
+        CPU generator; the plugin reuses one across ``n_init`` restarts.
 
     Returns
     -------
-    Tensor [k, D], on ``x``'s device and dtype.
+    torch.Tensor [K, D], on ``x``'s device and dtype (a copy).
     """
     n = x.shape[0]
     if method == "kmeans++":
-        idx = kmeans_plusplus(x, k, seed)
+        idx = kmeans_plusplus(x, n_clusters, generator)
     elif method == "random":
-        gen = torch.Generator().manual_seed(int(seed))
-        idx = torch.randperm(n, generator=gen)[:k] if k <= n else torch.randint(n, (k,), generator=gen)
+        idx = (torch.randperm(n, generator=generator)[:n_clusters] if n_clusters <= n
+               else torch.randint(n, (n_clusters,), generator=generator))
     else:
         raise ConfigError(f"init: expected 'kmeans++' or 'random', found {method!r}")
     return x[idx.to(x.device)].clone()

@@ -35,3 +35,18 @@ def test_earlier_results_are_not_replaced_without_overwrite(tmp_path, capsys):
                                  "--overwrite"]) == 0
     assert "sinkhorn-pot" in (out / "results.csv").read_text()
     assert "kmeans" not in (out / "results.csv").read_text()
+
+
+def test_bad_config_values_are_one_line_exit_2_before_loading_data(tmp_path, monkeypatch, capsys):
+    """CompareConfig's validators run before the data are read or any solver runs."""
+    loads = []
+    monkeypatch.setattr("assignsolve.compare.sources.load_source", lambda *a, **k: loads.append(a))
+    for flags, message in ((["--iters", "0"], "iters: expected an int >= 1, found 0"),
+                           (["--tol", "-1"], "tol: expected a number >= 0, found -1.0"),
+                           (["--epsilon-rel", "0"], "epsilon_rel: expected a number > 0, found 0.0"),
+                           (["--threads", "0"], "threads: expected an int >= 1, found 0"),
+                           (["--n-clusters", "0"], "k: expected an int >= 1, found 0")):
+        assert cli.main(["compare", *flags, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (flags, err)
+    assert loads == [] and not (tmp_path / "o").exists()

@@ -194,7 +194,7 @@ def test_hard_argmax_protocol_is_lloyd_kmeans_like_sklearn_and_kmeans_plugin(onl
     cfg = CompareConfig(iters=50, metric="l2", normalize="none", seed=4,
                         solver_opts={"kmeans": {"tol": 0.0}}, **INLINE)
     res = compare(x, y, ["test-argmax", "kmeans"], cfg, log=lambda *_: None)
-    c0 = init_centroids(torch.from_numpy(x), 4, "kmeans++", seed=4).numpy()
+    c0 = init_centroids(torch.from_numpy(x), 4, "kmeans++", torch.Generator().manual_seed(4)).numpy()
     ref = SkKMeans(4, init=c0.astype(np.float64), n_init=1, max_iter=50, tol=0, algorithm="lloyd")
     ref_labels = ref.fit_predict(x.astype(np.float64))
     argmax = res.row("test-argmax")
@@ -215,7 +215,7 @@ def test_soft_solver_uses_weighted_centroids(only):
     res = compare(x, y, ["test-softmax"], cfg, log=lambda *_: None)
     # the same protocol by hand, in float64 numpy
     xd = x.astype(np.float64)
-    c = init_centroids(torch.from_numpy(x), 3, "kmeans++", seed=1).numpy().astype(np.float64)
+    c = init_centroids(torch.from_numpy(x), 3, "kmeans++", torch.Generator().manual_seed(1)).numpy().astype(np.float64)
     for _ in range(iters):
         s = xd @ c.T
         q = np.exp((s - s.max(1, keepdims=True)) / tau)
@@ -238,7 +238,7 @@ def test_hard_update_uses_labels_even_for_soft_solvers(only):
                         **INLINE)
     res = compare(x, y, ["test-softmax"], cfg, log=lambda *_: None)
     xn = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
-    c = init_centroids(torch.from_numpy(xn.astype(np.float32)), 3, "kmeans++", seed=1).numpy().astype(np.float64)
+    c = init_centroids(torch.from_numpy(xn.astype(np.float32)), 3, "kmeans++", torch.Generator().manual_seed(1)).numpy().astype(np.float64)
     for _ in range(3):
         labels = (xn @ (c / np.linalg.norm(c, axis=1, keepdims=True)).T).argmax(1)
         c = np.stack([xn[labels == j].mean(0) if (labels == j).any() else c[j] for j in range(3)])
@@ -284,11 +284,33 @@ def test_bad_arguments_are_clear(only):
         compare(x, y, ["greedy-balanced"], CompareConfig(solver_opts={"greedy-balanced": {"eps": 1}}, **INLINE))
     with pytest.raises(CompareError, match=r"found \['kmeans'\]"):
         compare(x, y, ["greedy-balanced"], CompareConfig(solver_opts={"kmeans": {"tol": 0}}, **INLINE))
-    with pytest.raises(CompareError, match="iters: expected an int >= 1, found 0"):
-        CompareConfig(iters=0)
     x[:] = np.nan
     with pytest.raises(CompareError, match="found all 30 rows NaN/inf"):
         compare(x, y, ["test-argmax"], CompareConfig(**INLINE))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("iters", 0, "iters: expected an int >= 1, found 0"),
+    ("iters", 2.5, "iters: expected an int >= 1, found 2.5"),
+    ("k", True, "k: expected an int >= 1, found True"),
+    ("seed", "0", "seed: expected an int, found '0'"),
+    ("timeout", 0, "timeout: expected a number > 0, found 0"),
+    ("normalize", "l1", "normalize: expected one of ['l2', 'none'], found 'l1'"),
+    ("init", "kmeans", "init: expected one of ['kmeans++', 'random'], found 'kmeans'"),
+    ("tol", -1e-3, "tol: expected a number >= 0, found -0.001"),
+    ("threads", 0, "threads: expected an int >= 1, found 0"),
+    ("warmup", "false", "warmup: expected true or false, found 'false'"),
+    ("epsilon_rel", 0.0, "epsilon_rel: expected a number > 0, found 0.0"),
+    ("pair_k", 0, "pair_k: expected an int >= 1, found 0"),
+    ("solver_opts", {"kmeans": 1}, "solver_opts: expected a mapping {solver name: {option: value}}, found"),
+])
+def test_config_values_are_checked_in_the_shared_validator_style(field, value, message):
+    with pytest.raises(CompareError) as info:
+        CompareConfig(**{field: value})
+    assert str(info.value).startswith(message)
+    # numpy integers are ints; None is accepted where the field is optional
+    cfg = CompareConfig(k=np.int64(3), iters=np.int64(2), seed=np.int64(-1), timeout=None, threads=None)
+    assert (cfg.k, cfg.iters, cfg.seed) == (3, 2, -1)
 
 
 # --------------------------------------------------------------------------- isolation

@@ -1,4 +1,4 @@
-"""``compare``'s pure pieces: weighted centroid means, marginal error, k-means++ seeding,
+"""``compare``'s pure pieces: weighted centroid means, marginal error, the shared seeds,
 non-finite rows and the typed ``NAME.key=value`` options (hand-computed references)."""
 
 from __future__ import annotations
@@ -33,20 +33,16 @@ def test_marginal_error_hand_values():
     assert marginal_error(torch.full((6, 3), 1 / 3, dtype=torch.float64)) == pytest.approx(0.0, abs=1e-15)
 
 
-def test_kmeans_plusplus_seeding():
+def test_shared_seeds_are_the_ops_kernel():
+    """compare's C0 is ops.init_centroids from a generator seeded with --seed (the kmeans plugin's
+    kernel); on far-apart groups the greedy D^2 draws pick one point of each group."""
     x = torch.tensor([[0.0, 0], [0.1, 0], [0, 0.1], [10, 10], [10.1, 10], [-10, 5]])
-    idx = kmeans_plusplus(x, 3, seed=0)
-    assert len(set(idx.tolist())) == 3
-    # D^2 sampling with greedy trials picks one point of each far-apart group
     groups = {0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 2}
     for seed in range(5):
-        assert sorted(groups[i] for i in kmeans_plusplus(x, 3, seed=seed).tolist()) == [0, 1, 2]
-    assert torch.equal(kmeans_plusplus(x, 3, seed=3), kmeans_plusplus(x, 3, seed=3))
-    # K > N: every point is chosen before any repeats
-    big = kmeans_plusplus(x, 9, seed=0)
-    assert set(big[:6].tolist()) == set(range(6)) and len(big) == 9
-    c = init_centroids(x, 4, "random", seed=0)
-    assert c.shape == (4, 2) and len({tuple(r) for r in c.tolist()}) == 4
+        idx = kmeans_plusplus(x, 3, torch.Generator().manual_seed(seed))
+        assert sorted(groups[i] for i in idx.tolist()) == [0, 1, 2]
+        c = init_centroids(x, 3, "kmeans++", torch.Generator().manual_seed(seed))
+        np.testing.assert_array_equal(c.numpy(), x[idx].numpy())
 
 
 def test_drop_nonfinite_reports_indices():

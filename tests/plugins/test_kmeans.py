@@ -20,7 +20,7 @@ from assignsolve_plugins.kmeans import (
     apply_pca,
     assign_nearest,
     fit_pca,
-    init_kmeans_plusplus,
+    init_centroids,
     preprocess_features,
     split_empty_clusters,
 )
@@ -295,7 +295,7 @@ def test_kmeans_plusplus_and_n_init():
     five = _run(p, init="random", seed=0, max_iter=50, n_init=5)
     assert five.objective <= one.objective  # restart 0 is the n_init=1 run
     # Greedy seeding on well-separated blobs puts one seed in every blob.
-    c = init_kmeans_plusplus(torch.from_numpy(x), 15, torch.Generator().manual_seed(0)).numpy()
+    c = init_centroids(torch.from_numpy(x), 15, "kmeans++", torch.Generator().manual_seed(0)).numpy()
     nearest = ((c[:, None] - x[None]) ** 2).sum(-1).argmin(1)
     assert len(np.unique(y[nearest])) == 15
 
