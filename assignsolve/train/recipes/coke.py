@@ -89,8 +89,8 @@ class CoKeRecipe(Recipe):
 
     def loss(self, ctx, out1, out2, idx):
         """The first view (with 'grey' views: the clean image) is assigned online; the second
-        view's predictor is trained on the targets (CoKe's two-view variant, Qian et al. 2022,
-        Sec. 3.4), each augmented repeat against its image's target."""
+        view's predictor is trained on the targets (CoKe's multi-view variant, Qian et al. 2022),
+        each augmented repeat against its image's target."""
         z = out1["z"][: idx.shape[0]]  # the first view's rows (the loop repeats them per 'grey' repeat)
         idx_all = gather_rows(idx.to(self.device), self.dist)
         with torch.no_grad():
