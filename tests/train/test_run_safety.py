@@ -113,7 +113,10 @@ def test_two_concurrent_runs_second_refused_then_ctrl_c_keeps_last_epoch(tmp_pat
     the checkpoint of the last complete epoch loads, the lock is gone, no temporary files."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "assignsolve", "run", *TINY, "--limit", "32", "--epochs", "1000", "--out", str(out)]
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the child gets Python's own SIGINT handling even where this process's SIGINT disposition
+    # was left 'ignored' (inherited across exec, it would make the child deaf to Ctrl-C)
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 90
         while not (out / "checkpoint.pt").exists() and time.time() < deadline and first.poll() is None:
