@@ -55,6 +55,8 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
     augment = cfg.augment if cfg.augment != "auto" else auto_augment(tuple(input_shape))
     changes["augment"] = augment
     if cfg.repeats is None:
-        two_views = recipe in ("iic", "swav", "amdim")
+        from ..registry.manager import recipe_entry
+
+        two_views = recipe_entry(recipe).cls.two_views
         changes["repeats"] = RECIPE_REPEATS.get(recipe, 1) if (augment == "grey" and two_views) else 1
     return attrs.evolve(cfg, **changes)

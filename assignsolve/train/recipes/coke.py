@@ -99,7 +99,7 @@ class CoKeRecipe(Recipe):
                 self.assign.calls += 1
             self.bank.partial_fit(z_all, idx_all)
             y = self.bank.targets(idx.to(self.device))
-        pred = out2["pred"] if out2 is not None else out1["pred"]
+        pred = out2["pred"]
         y = y.repeat(pred.shape[0] // y.shape[0])
         logits = self.bank.logits(pred.float(), self.cfg.temperature)
         return F.cross_entropy(logits, y), y
