@@ -179,9 +179,13 @@ def test_swav_recipe_gets_the_solvers_declared_swav_regime():
     torch.manual_seed(0)
     scores = F.normalize(torch.randn(64, 16), dim=1) @ F.normalize(torch.randn(10, 16), dim=1).T
     codes = a(Problem(scores=scores)).soft
-    ref = swav_reference(scores.double().numpy())
+    ref = swav_reference(scores.double().numpy(), iters=10)
     np.testing.assert_allclose(np.asarray(codes), ref, atol=1e-5)
-    assert a.solver.max_iter is None  # 3 iterations in swav mode, not SeLa's up to 1000
+    assert np.abs(ref - swav_reference(scores.double().numpy(), iters=3)).max() > 1e-3  # the count matters
+    assert a.solver.max_iter == 10  # a fixed 10 in swav mode, not SeLa's tolerance with up to 1000
+    paper = Assigner(TrainConfig(solver="sinkhorn-gpu", method="swav", solver_opt={"max_iter": 3}), "swav")
+    np.testing.assert_allclose(np.asarray(paper(Problem(scores=scores)).soft),
+                               swav_reference(scores.double().numpy(), iters=3), atol=1e-5)
     sela = Assigner(TrainConfig(solver="sinkhorn-gpu", method="sela"), "sela")
     assert sela.options.get("mode", "sela") == "sela" and sela.options["epsilon"] == 0.1
     user = Assigner(TrainConfig(solver="sinkhorn-gpu", solver_opt={"epsilon": 0.2}), "swav")
@@ -265,7 +269,7 @@ def test_swav_recipe_uses_the_solvers_trusted_codes_on_gathered_rows():
     assert fn is not None and fn.__self__.distributed is False and fn.__self__.mode == "swav"
     torch.manual_seed(1)
     scores = F.normalize(torch.randn(48, 16), dim=1) @ F.normalize(torch.randn(6, 16), dim=1).T
-    np.testing.assert_allclose(fn(scores).double().numpy(), swav_reference(scores.double().numpy()), atol=1e-5)
+    np.testing.assert_allclose(fn(scores).double().numpy(), swav_reference(scores.double().numpy(), iters=10), atol=1e-5)
     pot = Assigner(TrainConfig(solver="sinkhorn-pot", method="swav"), "swav")
     assert _fast_codes(pot.solver) is None  # no codes(): the Problem path
 

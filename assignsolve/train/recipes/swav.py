@@ -1,7 +1,7 @@
 """SwAV (Caron et al., NeurIPS 2020): per-batch codes of two views, swapped prediction.
 
 Codes come from the solver in SwAV's regime as the solver itself declares it
-(``recipe_options["swav"]``; sinkhorn-gpu: ``mode="swav"``, 3 iterations at epsilon 0.05),
+(``recipe_options["swav"]``; sinkhorn-gpu: ``mode="swav"``, 10 fixed iterations at epsilon 0.05),
 through the solver's trusted per-batch ``codes(scores)`` when it has one, else through a
 :class:`Problem`. Multi-crop (``--small-crops``: codes from the two large views only),
 prototypes frozen for the first ``--freeze-prototypes`` steps (SwAV's
