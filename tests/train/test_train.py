@@ -145,6 +145,28 @@ def test_deepcluster_pca_dimension():
     assert recipe._problem(feats, 0).features.shape == (300, 16)
 
 
+def test_deepcluster_score_problem_centroids_are_previous_cluster_means():
+    # score solvers get cosine scores to the means of the previous clusters in the current
+    # (preprocessed) space; an empty cluster gets one of the samples
+    cfg = TrainConfig(solver="sinkhorn-pot", pca_dim=6)
+    recipe = DeepCluster(cfg, 4, 40, 12, Assigner(cfg, "deepcluster"), Dist(), torch.device("cpu"))
+    feats = torch.randn(40, 12, generator=torch.Generator().manual_seed(0))
+    recipe.labels = torch.tensor([0, 1, 3] * 13 + [0])  # cluster 2 empty
+    p = recipe._problem(feats, 1)
+    x = np.asarray(p.features, dtype=np.float64)
+    labels = recipe.labels.numpy()
+    cent = np.asarray(p.init_centroids, dtype=np.float64)
+    for k in (0, 1, 3):
+        np.testing.assert_allclose(cent[k], x[labels == k].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert np.abs(x - cent[2]).max(axis=1).min() == 0.0  # a row of the features
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cn = cent / np.linalg.norm(cent, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(p.scores), xn @ cn.T, rtol=1e-5, atol=1e-5)
+    recipe.labels = None  # first epoch: K distinct samples
+    first = np.asarray(recipe._problem(feats, 0).init_centroids)
+    assert len({tuple(r) for r in first.round(6)}) == 4
+
+
 def test_deepcluster_relabels_every_e_epochs(tmp_path):
     # solver_calls is logged before the epoch's own evaluation: after 3 epochs it counts the
     # baseline and 2 evaluations, plus one whole-dataset clustering per relabelling
