@@ -227,8 +227,9 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path):
 
 
 def test_help_explains_every_flag(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         cli.main(["run", "--help"])
+    assert info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--solver", "--encoder", "--method", "--solver-opt", "--resume", "--amdim-weight",
                  "--queue-size", "--relabel-every", "--config", "--tensorboard", "--amp", "--eval-every"):
