@@ -113,8 +113,11 @@ def test_two_concurrent_runs_second_refused_then_ctrl_c_keeps_last_epoch(tmp_pat
     the checkpoint of the last complete epoch loads, the lock is gone, no temporary files."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "assignsolve", "run", *TINY, "--limit", "32", "--epochs", "1000", "--out", str(out)]
-    # the child gets Python's own SIGINT handling even where this process's SIGINT disposition
-    # was left 'ignored' (inherited across exec, it would make the child deaf to Ctrl-C)
+    # the child gets Python's own SIGINT handling even where pytest itself runs with SIGINT
+    # ignored: a shell without job control starts a background job (`pytest ... &`, `.ci/run &`)
+    # with SIGINT ignored, the disposition is inherited across exec, and the child would be deaf
+    # to Ctrl-C (this test then failed after 60 s; no test in the suite changes SIGINT: a
+    # before/after check of every test's handler and ignore mask found none)
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
