@@ -108,6 +108,8 @@ def test_a_stale_lock_of_a_dead_process_is_reported_and_replaced(tmp_path, capsy
     assert not (tmp_path / "run" / ".lock").exists()
 
 
+@pytest.mark.slow  # a real second process: 9 s under load; in one process the lock message and
+# Ctrl-C are checked by test_second_run_message_names_the_lock and test_ctrl_c_in_the_second_epoch_keeps_the_first
 def test_two_concurrent_runs_second_refused_then_ctrl_c_keeps_last_epoch(tmp_path):
     """A real second process: refused naming the lock; SIGINT to the first: exit 130, one line,
     the checkpoint of the last complete epoch loads, the lock is gone, no temporary files."""

@@ -99,12 +99,12 @@ def test_resume_continues_the_same_run(tmp_path):
     assert [json.loads(x)["epoch"] for x in lines] == [0, 1, 2]
 
 
-def test_resume_of_deepcluster_and_coke_state(tmp_path):
-    for solver in ("kmeans", "coke"):
-        full = _run(tmp_path / f"f{solver}", epochs=2, solver=solver, limit=64)
-        _run(tmp_path / f"s{solver}", epochs=1, solver=solver, limit=64)
-        resumed = _run(tmp_path / f"s{solver}", epochs=2, solver=solver, limit=64, resume=True)
-        assert full["loss"] == resumed["loss"] and full["pl_acc"] == resumed["pl_acc"], solver
+@pytest.mark.parametrize("solver", ["kmeans", "coke"])  # the deepcluster and the coke recipe
+def test_resume_of_deepcluster_and_coke_state(tmp_path, solver):
+    full = _run(tmp_path / "full", epochs=2, solver=solver, limit=64)
+    _run(tmp_path / "split", epochs=1, solver=solver, limit=64)
+    resumed = _run(tmp_path / "split", epochs=2, solver=solver, limit=64, resume=True)
+    assert full["loss"] == resumed["loss"] and full["pl_acc"] == resumed["pl_acc"], solver
 
 
 def test_recipe_picks_the_papers_optimizer_unless_flags_say_otherwise(tmp_path):
