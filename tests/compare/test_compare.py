@@ -245,7 +245,7 @@ def test_hard_update_uses_labels_even_for_soft_solvers(only):
     np.testing.assert_array_equal(res.labels["test-softmax"], labels)
 
 
-def test_same_seed_same_result_duplicates_fine(only):
+def test_same_seed_same_result_duplicates_fine(only, torch_threads):  # 2 threads: threads=1 is a change
     only("greedy,testplug")
     x, y = blobs(n_per=20, k=3, seed=7)
     x = np.concatenate([x, x[:15]])  # duplicate points
@@ -257,6 +257,7 @@ def test_same_seed_same_result_duplicates_fine(only):
         assert a.row(s)["status"] == "ok"
         np.testing.assert_array_equal(a.labels[s], b.labels[s])
     before = torch.get_num_threads()
+    assert before == torch_threads
     c = compare(x, y, ["test-argmax"], CompareConfig(iters=5, seed=3, threads=1, **INLINE), log=lambda *_: None)
     assert c.row("test-argmax")["threads"] == 1 and torch.get_num_threads() == before
     np.testing.assert_array_equal(c.labels["test-argmax"], a.labels["test-argmax"])
