@@ -7,6 +7,12 @@ folder gets a ``.dist-info`` whose ``entry_points.txt`` is read from the example
 entry points exactly as for an installed distribution. Nothing is written into docs/. The real
 ``pip install`` is the slow test ``tests/registry/test_example_install.py``. If the example is
 already installed, nothing is done.
+
+Torch runs on one thread (here and, through ``OMP_NUM_THREADS``, in the subprocesses the tests
+start) unless ``OMP_NUM_THREADS`` is set: on a small shared machine two intra-op threads per
+test made tiny training runs up to ten times slower (``tests/train/test_train.py``'s resume
+tests: 43 s against 11 s at load average 4.5 on 2 cores). Tests of threaded code paths set their
+thread count themselves (the ``torch_threads`` fixture, or explicit ``workers``/``n_workers``).
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ import os
 import sys
 import tempfile
 import tomllib
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "assignsolve-greedy"
@@ -48,6 +58,22 @@ def pytest_configure(config):
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")  # subprocesses write nothing into docs/
     sys.dont_write_bytecode = True
     os.environ.pop("ASSIGNSOLVE_PLUGINS", None)
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
     from assignsolve.registry import manager as plugins
 
     plugins.reset()
+
+
+
+@pytest.fixture
+def torch_threads() -> Iterator[int]:
+    """Two torch intra-op threads for the test (restored after), so that the threaded code paths
+    whose default worker count is ``torch.get_num_threads()`` run although the suite uses one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield 2
+    finally:
+        torch.set_num_threads(before)

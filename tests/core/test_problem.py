@@ -104,7 +104,7 @@ def test_assignment_views_and_family_round_trip():
     sizes = np.bincount(a.labels.numpy(), minlength=3) / 6
     nz = sizes[sizes > 0]
     assert math.isclose(a.size_entropy, float(-(nz * np.log(nz)).sum()))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         a.extras["y"] = 2  # read-only
 
 

@@ -123,7 +123,7 @@ def test_bad_options_and_batches():
         assignsolve.get_encoder("resnet18", (3, 32, 32), cifar_stem="yes")
     with pytest.raises(ValueError, match=r"expected width a positive int, found 0"):
         assignsolve.get_encoder("cnn", (1, 8, 8), width=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'depth'"):
         assignsolve.get_encoder("cnn", (1, 8, 8), depth=3)
     with pytest.raises(ValueError, match=r"expected a batch \[B, 3, H, W\], found shape \[2, 1, 8, 8\]"):
         assignsolve.get_encoder("cnn", (3, 8, 8))(torch.rand(2, 1, 8, 8))

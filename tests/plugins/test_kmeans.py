@@ -249,6 +249,11 @@ def test_chunking_does_not_change_the_result_and_matches_cdist():
     c = x[:9].clone() + 0.1
     labels_a, d_a = assign_nearest(x, c, chunk_size=7)
     labels_b, d_b = assign_nearest(x, c, chunk_size=10_000)
+    big = torch.from_numpy(_blobs(n=2500, d=7, k=5)[0]).double()  # > 1024 rows: blocks on 2 threads
+    labels_w, d_w = assign_nearest(big, c, n_workers=2)
+    ref_w = torch.cdist(big, c).pow(2)
+    assert torch.equal(labels_w, ref_w.argmin(1))
+    torch.testing.assert_close(d_w, ref_w.min(1).values, rtol=1e-9, atol=1e-9)
     ref = torch.cdist(x, c).pow(2)
     assert torch.equal(labels_a, labels_b) and torch.equal(labels_a, ref.argmin(1))
     torch.testing.assert_close(d_a, ref.min(1).values, rtol=1e-9, atol=1e-9)

@@ -76,6 +76,7 @@ def test_world_size_one_group_matches_plain(tmp_path):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned interpreters: 11-23 s on 2 shared cores
 def test_two_ranks_equal_one_process(tmp_path):
     mp.spawn(_worker, args=(2, f"tcp://127.0.0.1:{_free_port()}", str(tmp_path)), nprocs=2, join=True)
     for name in CONFIGS:

@@ -117,7 +117,7 @@ def test_peaked_float32_stays_finite_where_plain_scaling_fails():
     np.testing.assert_allclose(res.soft.double().sum(1).numpy(), 1.0, atol=1e-5)
 
 
-def test_block_streaming_equals_one_block():
+def test_block_streaming_equals_one_block(torch_threads):  # blocks over 2 worker threads
     s = _scores(257, 9, seed=7, scale=4.0, dtype=torch.float32)
     one = SinkhornGPU(epsilon=0.05, tol=1e-6, block_size=257, cache_kernel=False)(Problem(scores=s))
     for bs in (7, 16, 100):  # 7: 37 blocks, still streaming (block_size=1 took 52 s)

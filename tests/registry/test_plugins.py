@@ -75,17 +75,16 @@ def test_builtins_are_kept_when_restricting_by_name():
     assert "cnn" in registry.encoders and "swav" in registry.recipes
 
 
-def test_environment_variable_restricts_third_party_plugins_in_the_cli():
+@pytest.mark.parametrize("selected,command,expected", [
+    ("greedy", ["solvers"], sorted(BUILTIN_SOLVERS + ["greedy-balanced"])),
+    ("", ["solvers"], BUILTIN_SOLVERS),
+    ("greedy", ["encoders", "cnn"], ["cnn"]),
+])
+def test_environment_variable_restricts_third_party_plugins_in_the_cli(selected, command, expected):
     # ASSIGNSOLVE_PLUGINS selects third-party plugins; the built-ins always load (run needs cnn, swav)
-    out = cli("solvers", env={"ASSIGNSOLVE_PLUGINS": "greedy"})
+    out = cli(*command, env={"ASSIGNSOLVE_PLUGINS": selected})
     assert out.returncode == 0, out.stderr
-    names = [line.split()[0] for line in out.stdout.splitlines()[2:]]
-    assert names == sorted(BUILTIN_SOLVERS + ["greedy-balanced"])
-    out = cli("solvers", env={"ASSIGNSOLVE_PLUGINS": ""})
-    names = [line.split()[0] for line in out.stdout.splitlines()[2:]]
-    assert out.returncode == 0 and names == BUILTIN_SOLVERS
-    out = cli("encoders", "cnn", env={"ASSIGNSOLVE_PLUGINS": "greedy"})
-    assert out.returncode == 0 and out.stdout.splitlines()[2].split()[0] == "cnn"
+    assert [line.split()[0] for line in out.stdout.splitlines()[2:]] == expected
 
 
 def test_cli_plugins_lists_name_version_hooks():

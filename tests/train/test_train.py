@@ -99,12 +99,12 @@ def test_resume_continues_the_same_run(tmp_path):
     assert [json.loads(x)["epoch"] for x in lines] == [0, 1, 2]
 
 
-def test_resume_of_deepcluster_and_coke_state(tmp_path):
-    for solver in ("kmeans", "coke"):
-        full = _run(tmp_path / f"f{solver}", epochs=2, solver=solver, limit=64)
-        _run(tmp_path / f"s{solver}", epochs=1, solver=solver, limit=64)
-        resumed = _run(tmp_path / f"s{solver}", epochs=2, solver=solver, limit=64, resume=True)
-        assert full["loss"] == resumed["loss"] and full["pl_acc"] == resumed["pl_acc"], solver
+@pytest.mark.parametrize("solver", ["kmeans", "coke"])  # the deepcluster and the coke recipe
+def test_resume_of_deepcluster_and_coke_state(tmp_path, solver):
+    full = _run(tmp_path / "full", epochs=2, solver=solver, limit=64)
+    _run(tmp_path / "split", epochs=1, solver=solver, limit=64)
+    resumed = _run(tmp_path / "split", epochs=2, solver=solver, limit=64, resume=True)
+    assert full["loss"] == resumed["loss"] and full["pl_acc"] == resumed["pl_acc"], solver
 
 
 def test_recipe_picks_the_papers_optimizer_unless_flags_say_otherwise(tmp_path):
@@ -143,6 +143,28 @@ def test_deepcluster_pca_dimension():
     cfg = TrainConfig(solver="kmeans", pca_dim=16)
     recipe = DeepCluster(cfg, 10, 300, 256, Assigner(cfg, "deepcluster"), Dist(), torch.device("cpu"))
     assert recipe._problem(feats, 0).features.shape == (300, 16)
+
+
+def test_deepcluster_score_problem_centroids_are_previous_cluster_means():
+    # score solvers get cosine scores to the means of the previous clusters in the current
+    # (preprocessed) space; an empty cluster gets one of the samples
+    cfg = TrainConfig(solver="sinkhorn-pot", pca_dim=6)
+    recipe = DeepCluster(cfg, 4, 40, 12, Assigner(cfg, "deepcluster"), Dist(), torch.device("cpu"))
+    feats = torch.randn(40, 12, generator=torch.Generator().manual_seed(0))
+    recipe.labels = torch.tensor([0, 1, 3] * 13 + [0])  # cluster 2 empty
+    p = recipe._problem(feats, 1)
+    x = np.asarray(p.features, dtype=np.float64)
+    labels = recipe.labels.numpy()
+    cent = np.asarray(p.init_centroids, dtype=np.float64)
+    for k in (0, 1, 3):
+        np.testing.assert_allclose(cent[k], x[labels == k].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert np.abs(x - cent[2]).max(axis=1).min() == 0.0  # a row of the features
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cn = cent / np.linalg.norm(cent, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(p.scores), xn @ cn.T, rtol=1e-5, atol=1e-5)
+    recipe.labels = None  # first epoch: K distinct samples
+    first = np.asarray(recipe._problem(feats, 0).init_centroids)
+    assert len({tuple(r) for r in first.round(6)}) == 4
 
 
 def test_deepcluster_relabels_every_e_epochs(tmp_path):
@@ -205,8 +227,9 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path):
 
 
 def test_help_explains_every_flag(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         cli.main(["run", "--help"])
+    assert info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--solver", "--encoder", "--method", "--solver-opt", "--resume", "--amdim-weight",
                  "--queue-size", "--relabel-every", "--config", "--tensorboard", "--amp", "--eval-every"):

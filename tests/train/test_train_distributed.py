@@ -1,4 +1,9 @@
-"""DDP: two gloo processes on CPU via ``torchrun --nproc_per_node 2`` on a tiny config."""
+"""DDP: two gloo processes on CPU via ``torchrun --nproc_per_node 2`` on a tiny config.
+
+Slow (``-m slow``, a separate step of ``.ci/run``): three interpreters start torch per test,
+15-27 s each on 2 shared cores. The row sharding itself has default-set tests in one process
+(``tests/plugins/test_sinkhorn_distributed.py``: a world of one through the distributed path).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import sys
 import pytest
 import torch
 from assignsolve.train.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
 
 ARGS = ["--limit", "64", "--epochs", "2", "--batch-size", "16", "--encoder-opt", "width=8",
         "--hidden-dim", "16", "--proj-dim", "8", "--n-clusters", "4", "--no-progress", "--device", "cpu"]

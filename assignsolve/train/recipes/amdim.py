@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-
-import torch
-
 from ...core.problem import Problem
+from ...ops.centroids import init_centroids
 from ...heads import ProjectionHead
 from .base import Recipe
 from ..rng import _epoch_generator
@@ -32,5 +30,5 @@ class AMDIMOnly(Recipe):
         if self.assign.needs in ("features", "scores_or_features"):
             return Problem(features=z, n_clusters=self.k)
         g = _epoch_generator(self.cfg.seed, 0, salt=3)
-        cent = z[torch.randperm(z.shape[0], generator=g)[: self.k].to(z.device)]
+        cent = init_centroids(z, self.k, "random", g)
         return Problem.from_features(z, cent, metric="cosine")

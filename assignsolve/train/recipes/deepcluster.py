@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-
 import torch
 
 from ...core.problem import Problem
+from ...ops.centroids import init_centroids, update_centroids
 from ...heads import ClusterHeads
 from .base import RelabelRecipe
 from ..rng import _epoch_generator
@@ -45,16 +45,12 @@ class DeepCluster(RelabelRecipe):
         x = preprocess_features(feats.float(), pca_dim=dim)
         if self.assign.needs in ("features", "scores_or_features"):
             return Problem(features=x, n_clusters=self.k)
-        if self.labels is not None:
-            y = self.labels.to(x.device)
-            sums = torch.zeros(self.k, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, y, x)
-            counts = torch.bincount(y, minlength=self.k)
-            g = _epoch_generator(self.cfg.seed, epoch, salt=1)
+        g = _epoch_generator(self.cfg.seed, epoch, salt=1)
+        if self.labels is not None:  # the previous clusters' means; an empty one gets a random sample
             fallback = x[torch.randint(x.shape[0], (self.k,), generator=g).to(x.device)]
-            cent = torch.where((counts > 0)[:, None], sums / counts.clamp(min=1)[:, None].to(x.dtype), fallback)
+            cent, _ = update_centroids(x, self.labels.to(x.device), self.k, previous=fallback)
         else:
-            g = _epoch_generator(self.cfg.seed, epoch, salt=1)
-            cent = x[torch.randperm(x.shape[0], generator=g)[: self.k].to(x.device)]
+            cent = init_centroids(x, self.k, "random", g)
         return Problem.from_features(x, cent, metric="cosine")
 
     def start_epoch(self, ctx, epoch):
