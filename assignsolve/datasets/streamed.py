@@ -57,7 +57,8 @@ class StreamedImages(Dataset):
         path = Path(self.root) / self.files[int(i)].decode()
         a = read_image(path, self.image_size)
         c, h, w = self.shape
-        check_same_size(path, a, (h, w, c), Path(self.root) / self.files[0].decode())
+        if a.shape != (h, w, c):
+            check_same_size(path, a, (h, w, c), Path(self.root) / self.files[0].decode())
         return to_tensor(a[None].copy())[0]  # Pillow's array is read-only
 
     @property

@@ -4,6 +4,8 @@ are the same tensors and the stream draws no random numbers of the run's); bad f
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +88,23 @@ def test_bad_data_flags_exit_2_with_one_line(tmp_path, capsys, monkeypatch, argv
     assert cli.main(argv + extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_eval_and_embed_stream_the_same_numbers(folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    _run(folder, out, method="swav", solver="sinkhorn-gpu", data_mode="memory", epochs=1, holdout=0.25)
+    rows = {}
+    for mode, workers in (("memory", "0"), ("stream", "2")):
+        assert cli.main(["eval", "--run", str(out), "--data-mode", mode, "--workers", workers,
+                         "--protocol", "knn", "--no-random"]) == 0  # probe and solver see the same features
+        assert cli.main(["embed", "--run", str(out), "--out", str(tmp_path / f"{mode}.npz"),
+                         "--data-mode", mode, "--workers", workers]) == 0
+        rows[mode] = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()][-1:]
+    capsys.readouterr()
+    keys = ("knn20_acc", "knn200_acc", "n_train", "n_test")
+    assert [{k: r[k] for k in keys} for r in rows["memory"]] == [{k: r[k] for k in keys} for r in rows["stream"]]
+    assert rows["stream"][0]["n_test"] == 6 and rows["stream"][0]["n_train"] == 18
+    mem, got = np.load(tmp_path / "memory.npz"), np.load(tmp_path / "stream.npz")
+    assert mem["features"].shape == (24, 256)
+    for key in ("features", "logits", "labels"):
+        np.testing.assert_array_equal(mem[key], got[key])
