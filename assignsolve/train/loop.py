@@ -23,7 +23,9 @@ it runs in a few minutes on two CPU cores. Metrics (NMI/ARI/Hungarian accuracy o
 pseudo-labels and of the head's argmax, kNN accuracy of the features; the random encoder at
 epoch 0 as the baseline) go to ``OUT/metrics.csv`` and ``OUT/metrics.jsonl``; a checkpoint to
 ``OUT/checkpoint.pt`` every epoch; ``--resume`` continues the same run. Under ``torchrun`` the
-loop runs data-parallel (DDP). See docs/training.md.
+loop runs data-parallel (DDP). An ImageFolder larger than 1 GiB as float32 is streamed from disk
+through a torch DataLoader (``--data-mode auto``; ``memory``/``stream`` force either, ``--workers``
+decoding processes; the run log says which; docs/datasets.md). See docs/training.md.
 """
 
 from __future__ import annotations
