@@ -108,3 +108,28 @@ def test_eval_and_embed_stream_the_same_numbers(folder, tmp_path, capsys):
     assert mem["features"].shape == (24, 256)
     for key in ("features", "logits", "labels"):
         np.testing.assert_array_equal(mem[key], got[key])
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_streamed_equals_in_memory(folder, tmp_path):
+    """torchrun, 2 gloo processes: each rank streams its DistributedSampler share and its evaluation shard."""
+    import os
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available in this build")
+    ckpts = {}
+    for mode, workers in (("memory", "0"), ("stream", "1")):
+        out = tmp_path / mode
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "assignsolve", "run", "--data", str(folder), "--image-size", "8", "--epochs", "2",
+               "--batch-size", "6", "--method", "deepcluster", "--solver", "kmeans", "--encoder-opt", "width=8",
+               "--no-progress", "--device", "cpu", "--data-mode", mode, "--workers", workers, "--out", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        ckpts[mode] = (rows, torch.load(out / "checkpoint.pt", weights_only=True))
+    assert "data streamed from disk: 24 images" in proc.stderr
+    assert ckpts["memory"][0][-1]["steps"] == 2  # 12 samples per rank, batch 6
+    _same(ckpts["memory"], ckpts["stream"])
