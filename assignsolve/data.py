@@ -29,7 +29,7 @@ import attrs
 import numpy as np
 import torch
 
-from .datasets import arrays, cifar, imagefolder, stl10
+from .datasets import arrays, cifar, imagefolder, stl10, streamed
 from .datasets.registry import DATASETS, load_named
 from .datasets.tensors import Splits, TensorData, as_images_or_features, as_labels, concat
 from .core.errors import DataError, DataFileNotFoundError
@@ -130,8 +130,31 @@ def _from_raw(raw: arrays.RawSplit, name: str) -> TensorData:
     return TensorData(x, y, name)
 
 
-def _read_source(source, image_size, splits: tuple[str, ...], data_dir, download) -> dict[str, TensorData]:
-    """``{split: TensorData}`` for ``splits`` (those the source has; 'train' always)."""
+def is_image_folder(source) -> bool:
+    """True for a directory read as an ImageFolder (not a CIFAR or STL-10 one): the sources that stream."""
+    path = Path(source)
+    if str(source) == "digits" or str(source) in DATASETS or not path.is_dir():
+        return False
+    return cifar.cifar10_dir(path) is None and cifar.cifar100_dir(path) is None and stl10.stl10_dir(path) is None
+
+
+def _read_folder(path: Path, image_size, splits: tuple[str, ...], mode: str) -> dict:
+    """An ImageFolder's splits, streamed or in memory as ``mode`` (:func:`~.datasets.streamed.choose_mode`) says."""
+    split_folder = imagefolder.is_split_folder(path)
+    if mode != "memory":  # listing and the first image only; auto reads the pixels only when they are small
+        got = streamed.stream_image_folder_splits(path, image_size, splits) if split_folder else \
+            {"train": streamed.stream_image_folder(path, image_size)}
+        if streamed.choose_mode(mode, got["train"]) == "stream":
+            return got
+    if split_folder:
+        return imagefolder.load_image_folder_splits(path, image_size, splits)
+    return {"train": imagefolder.load_image_folder(path, image_size)}
+
+
+def _read_source(source, image_size, splits: tuple[str, ...], data_dir, download, mode: str = "memory") -> dict:
+    """``{split: TensorData or StreamedImages}`` for ``splits`` (those the source has; 'train' always)."""
+    if mode != "memory" and not is_image_folder(source):
+        streamed.choose_mode(mode, None)  # 'stream' of a source that is not an ImageFolder: the error
     text = str(source)
     if text == "digits":
         x, y = load_digits("images")
@@ -150,9 +173,7 @@ def _read_source(source, image_size, splits: tuple[str, ...], data_dir, download
             want = splits if any(s not in ("train", "test") for s in splits) else \
                 _existing(splits, {"train": [d / "train_X.bin"], "test": [d / "test_X.bin"]})
             return stl10.load_stl10(d, want)
-        if imagefolder.is_split_folder(path):
-            return imagefolder.load_image_folder_splits(path, image_size, splits)
-        return {"train": imagefolder.load_image_folder(path, image_size)}
+        return _read_folder(path, image_size, splits, mode)
     if not arrays.is_array_file(path):
         raise DataError(f"{path}: expected {_SOURCES}")
     raw = arrays.read_array_splits(path, arrays.ARRAY_KEYS)
@@ -167,7 +188,7 @@ def _existing(splits: tuple[str, ...], files: dict[str, object]) -> tuple[str, .
 
 def load_splits(source: str | Path, image_size: int | None = None, *, labels: str | Path | None = None,
                 test_data: str | Path | None = None, test_labels: str | Path | None = None,
-                data_dir: str | Path | None = None, download: bool = True) -> Splits:
+                data_dir: str | Path | None = None, download: bool = True, mode: str = "memory") -> Splits:
     """Load a dataset's train split and its held-out test split.
 
     Parameters
@@ -191,12 +212,18 @@ def load_splits(source: str | Path, image_size: int | None = None, *, labels: st
         Folder of the named datasets (default :func:`assignsolve.datasets.default_data_dir`).
     download : bool
         Allow fetching a named dataset that is not in ``data_dir``.
+    mode : str
+        ``"memory"`` (tensors), ``"stream"`` (an ImageFolder as
+        :class:`~assignsolve.datasets.streamed.StreamedImages`, decoded per item) or ``"auto"``
+        (stream an ImageFolder over :data:`~assignsolve.datasets.streamed.STREAM_THRESHOLD`
+        bytes); a ``test_data`` that is not an ImageFolder is read into memory.
     """
     _check_args(image_size, "train")
-    got = _read_source(source, image_size, ("train", "test"), data_dir, download)
+    got = _read_source(source, image_size, ("train", "test"), data_dir, download, mode)
     train, test = got["train"], got.get("test")
     if test_data is not None:
-        test = _read_source(test_data, image_size, ("train",), data_dir, download)["train"]
+        test_mode = mode if is_image_folder(test_data) else "memory"
+        test = _read_source(test_data, image_size, ("train",), data_dir, download, test_mode)["train"]
         test = attrs.evolve(test, name=f"{test.name}-test" if not test.name.endswith("-test") else test.name)
     if labels is not None:
         train = attrs.evolve(train, labels=_load_labels(labels, len(train)), classes=None)
@@ -212,8 +239,9 @@ def load_splits(source: str | Path, image_size: int | None = None, *, labels: st
 
 def load_dataset(source: str | Path, image_size: int | None = None, *, split: str = "train",
                  labels: str | Path | None = None, data_dir: str | Path | None = None,
-                 download: bool = True) -> TensorData:
-    """Load one split of a source of :func:`load_splits` as :class:`TensorData`.
+                 download: bool = True, mode: str = "memory") -> TensorData:
+    """Load one split of a source of :func:`load_splits` as :class:`TensorData` (or, with ``mode``
+    ``"stream"``/``"auto"``, an ImageFolder as :class:`~assignsolve.datasets.streamed.StreamedImages`).
 
     ``split``: ``"train"`` (default), ``"test"`` (the held-out split; an error when the source
     has none), ``"all"`` (train followed by test, or train alone), and for STL-10 also
@@ -225,7 +253,9 @@ def load_dataset(source: str | Path, image_size: int | None = None, *, split: st
     wanted = {"train": ("train",), "test": ("test",), "all": ("train", "test")}.get(split, (split,))
     if split in ("unlabeled", "train+unlabeled") and not _is_stl10(source):
         raise DataError(f"split: {split!r} exists only for STL-10, found the source {str(source)!r}")
-    got = _read_source(source, image_size, wanted, data_dir, download)
+    got = _read_source(source, image_size, wanted, data_dir, download, mode)
+    if split == "all" and isinstance(got["train"], streamed.StreamedImages) and "test" in got:
+        raise DataError(f"{source!s}: split='all' is read into memory only (pass mode='memory')")
     if split == "test":
         if "test" not in got:
             raise DataError(f"{source!s}: split='test' requested, but the source has no test split")

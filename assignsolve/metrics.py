@@ -67,7 +67,8 @@ def knn_accuracy(
     """Leave-one-out weighted kNN accuracy on L2-normalised features (Wu et al. 2018 protocol).
 
     Each sample votes with its ``k`` nearest other samples (cosine similarity), weights
-    ``exp(sim / temperature)``.
+    ``exp(sim / temperature)``; the similarities are held 32 MiB at a time
+    (:func:`assignsolve.evaluation.knn.top_k_similar`).
     """
     x = torch.as_tensor(features).float()
     y = torch.as_tensor(_labels(labels, "labels"))
@@ -81,13 +82,12 @@ def knn_accuracy(
     y = y.to(dev)
     k = min(k, n - 1)
     n_classes = int(y.max()) + 1
+    from .evaluation.knn import top_k_similar  # similarities in 32 MiB blocks, never N x N
+
     correct = 0
     for start in range(0, n, chunk_size):
-        sim = x[start:start + chunk_size] @ x.T
-        rows = torch.arange(sim.shape[0], device=dev)
-        sim[rows, rows + start] = -float("inf")  # leave one out
-        top, idx = sim.topk(k, dim=1)
-        votes = torch.zeros(sim.shape[0], n_classes, device=dev)
+        top, idx = top_k_similar(x[start:start + chunk_size], x, k, self_offset=start)  # leave one out
+        votes = torch.zeros(top.shape[0], n_classes, device=dev)
         votes.scatter_add_(1, y[idx], (top / temperature).exp())
         correct += int((votes.argmax(1) == y[start:start + chunk_size]).sum())
     return correct / n

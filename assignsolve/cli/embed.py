@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output: features [N, F], logits [N, K] (when the run has a head), labels [N]")
     parser.add_argument("--batch-size", type=int, default=512, help="images per forward pass (default: 512)")
     parser.add_argument("--overwrite", action="store_true", help="replace FILE.npz when it exists")
+    from .eval import add_data_mode_arguments
+
+    add_data_mode_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,7 +36,10 @@ def main(args: argparse.Namespace) -> int:
         raise CompareError(f"--out: {str(out)!r} exists (pass --overwrite to replace it)")
     if args.batch_size < 1:
         raise CompareError(f"--batch-size: expected an int >= 1, found {args.batch_size}")
-    result = embed_run(args.run, args.data, args.batch_size)
+    from .eval import check_data_flags
+
+    check_data_flags(args, CompareError)
+    result = embed_run(args.run, args.data, args.batch_size, mode=args.data_mode, workers=args.workers)
     arrays = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")

@@ -39,6 +39,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random", action=argparse.BooleanOptionalAction, default=True,
                         help="also evaluate the run's random (untrained, same seed and architecture) encoder")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', ...")
+    add_data_mode_arguments(parser)
+
+
+def add_data_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-mode`` and ``--workers``, as ``run`` has them (eval and embed)."""
+    from ..datasets.streamed import DATA_MODES
+
+    parser.add_argument("--data-mode", default="auto", metavar="MODE",
+                        help=f"{'|'.join(DATA_MODES)}: ImageFolder images read into memory, streamed from disk, or "
+                             "'auto': streamed when their float32 tensor would exceed 1 GiB (default: auto)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="DataLoader worker processes decoding streamed images (default: 0)")
+
+
+def check_data_flags(args: argparse.Namespace, error) -> None:
+    """``--data-mode`` one of the modes, ``--workers`` an int >= 0; else ``error`` (one line, exit 2)."""
+    from ..datasets.streamed import DATA_MODES
+
+    if args.data_mode not in DATA_MODES:
+        raise error(f"--data-mode: expected one of {list(DATA_MODES)}, found {args.data_mode!r}")
+    if args.workers < 0:
+        raise error(f"--workers: expected an int >= 0, found {args.workers}")
 
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
@@ -65,8 +87,10 @@ def evaluate_run(args: argparse.Namespace) -> tuple[list[dict], str]:
     from ..data import load_splits
     from ..train.heldout import eval_splits, outputs_of, protocol_rows
     from ..train.rng import _kept_rng
+    from ..core.errors import TrainError
     from ..train.saved import load_run, run_config
 
+    check_data_flags(args, TrainError)
     cfg, _ = run_config(args.run)
     source = args.data or cfg.data
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -75,7 +99,8 @@ def evaluate_run(args: argparse.Namespace) -> tuple[list[dict], str]:
     splits = load_splits(source, image_size=cfg.image_size,
                          test_data=args.test_data or (cfg.test_data if same else None),
                          test_labels=args.test_labels or (cfg.test_labels if same else None),
-                         data_dir=args.data_dir or cfg.data_dir, download=args.download and cfg.download)
+                         data_dir=args.data_dir or cfg.data_dir, download=args.download and cfg.download,
+                         mode=args.data_mode)
     parts = eval_splits(splits, str(source), holdout=cfg.holdout if same else 0.0, seed=cfg.seed)
     saved = load_run(args.run, tuple(int(s) for s in parts.train.input_shape), len(parts.train), device)
     rows = []
@@ -83,8 +108,8 @@ def evaluate_run(args: argparse.Namespace) -> tuple[list[dict], str]:
         with _kept_rng(device):
             t0 = time.perf_counter()
             need_train = any(p in args.protocol for p in ("linear", "knn"))
-            train_out = outputs_of(built.model, parts.train.x, device) if need_train else None
-            test_out = outputs_of(built.model, parts.test.x, device)
+            train_out = outputs_of(built.model, parts.train, device, workers=args.workers) if need_train else None
+            test_out = outputs_of(built.model, parts.test, device, workers=args.workers)
             row = protocol_rows(args.protocol, train_out, test_out, parts.train, parts.test,
                                 recipe=built.recipe, assigner=built.assigner, device=device)
         rows.append({"encoder": name, "epoch": 0 if name == "random" else saved.epoch, **row,

@@ -17,14 +17,17 @@ from ..core.errors import CompareError
 
 
 @torch.no_grad()
-def embed_run(run_dir: str | Path, data: str | None = None, batch_size: int = 512) -> dict:
+def embed_run(run_dir: str | Path, data: str | None = None, batch_size: int = 512, mode: str = "auto",
+              workers: int = 0) -> dict:
     """``features`` [N, F] float32 (encoder output), ``logits`` [N, K] (the first cluster head or
     the prototypes, when the recipe has one), ``labels`` [N] (when the data has them).
 
     ``data``: the source to embed (default: the run's own ``--data``), read like ``run`` reads it
-    (:func:`assignsolve.data.load_dataset`), at the run's ``--image-size``.
+    (:func:`assignsolve.data.load_dataset`), at the run's ``--image-size``; an ImageFolder
+    streamed from disk as ``mode`` says (``--data-mode``), decoded by ``workers`` processes.
     """
     from ..data import load_dataset
+    from ..train.feed import feed_for
     from ..train.saved import load_run, run_config
 
     run_dir = Path(run_dir)
@@ -32,13 +35,13 @@ def embed_run(run_dir: str | Path, data: str | None = None, batch_size: int = 51
         raise CompareError(f"--run: expected a run folder, found {str(run_dir)!r}")
     cfg, _ = run_config(run_dir)
     source = data if data is not None else cfg.data
-    images = load_dataset(source, image_size=cfg.image_size, data_dir=cfg.data_dir)
-    saved = load_run(run_dir, tuple(int(s) for s in images.input_shape), int(images.x.shape[0]),
-                     torch.device("cpu"))
+    images = load_dataset(source, image_size=cfg.image_size, data_dir=cfg.data_dir, mode=mode)
+    saved = load_run(run_dir, tuple(int(s) for s in images.input_shape), len(images), torch.device("cpu"))
     model = saved.trained.model
     model.eval()
     feats, logits = [], []
-    for chunk in images.x.split(batch_size):
+    feed = feed_for(images, workers)
+    for chunk in feed.chunks(0, len(feed), batch_size):
         out = model(chunk.float())
         feats.append(out["feat"].float())
         if "logits" in out:

@@ -3,6 +3,7 @@
 - :mod:`.tensors`: :class:`TensorData` (one split as tensors) and :class:`Splits` (train + test).
 - :mod:`.arrays`: ``.npy``/``.npz`` (lazy)/``.pt`` (``weights_only``) files, with split keys.
 - :mod:`.imagefolder`: ImageFolder directories, including ``train/`` + ``val/``.
+- :mod:`.streamed`: the same folders streamed from disk (a torch ``Dataset``, ``--data-mode``).
 - :mod:`.safepickle`: the restricted unpickler for data pickles.
 - :mod:`.download`: download-and-verify (checksums, resume, atomic rename).
 - :mod:`.mnist`, :mod:`.cifar`, :mod:`.stl10`: the official file formats.

@@ -24,7 +24,8 @@ import torch
 from ..core.errors import DataError
 from .tensors import TensorData
 
-__all__ = ["IMAGE_EXTENSIONS", "is_split_folder", "load_image_folder", "load_image_folder_splits"]
+__all__ = ["IMAGE_EXTENSIONS", "check_same_size", "is_split_folder", "list_image_folder", "load_image_folder",
+           "load_image_folder_splits", "read_image", "to_tensor"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 TEST_FOLDERS = ("val", "test")
@@ -59,7 +60,27 @@ def _items(root: Path, classes: tuple[str, ...] | None = None) -> tuple[list[tup
     return items, (classes if classes is not None else names)
 
 
-def _read_image(path: Path, image_size: int | None) -> np.ndarray:
+def list_image_folder(root: Path, classes: tuple[str, ...] | None = None
+                      ) -> tuple[list[tuple[Path, int]], tuple[str, ...] | None]:
+    """``([(file, label), ...], class names)`` of one split, in reading order (label -1 and class
+    names None for an unlabelled folder); no image files is a :class:`DataError`."""
+    items, classes = _items(root, classes)
+    if not items:
+        raise DataError(f"{root}: expected an ImageFolder directory (class sub-folders of {', '.join(IMAGE_EXTENSIONS)} "
+                        f"images) or CIFAR-10 batches (data_batch_1..5, test_batch), found no image files")
+    return items, classes
+
+
+def check_same_size(path: Path, a: np.ndarray, shape: tuple[int, ...], first: Path) -> None:
+    """A :class:`DataError` when image ``a`` (read from ``path``) is not shaped like the first one."""
+    if a.shape != tuple(shape):
+        (h0, w0), (h, w) = shape[:2], a.shape[:2]
+        raise DataError(f"{path}: expected {w0}x{h0} pixels like {first}, found {w}x{h}; pass image_size to resize "
+                        f"every image")
+
+
+def read_image(path: Path, image_size: int | None) -> np.ndarray:
+    """One image as uint8 [H, W, 3] (RGB; resized to ``image_size`` squared, Pillow bilinear)."""
     from PIL import Image
 
     try:
@@ -77,6 +98,11 @@ def _read_image(path: Path, image_size: int | None) -> np.ndarray:
         raise DataError(f"{path}: expected an image file Pillow can read, could not read it ({first})") from None
 
 
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> float32 [N, 3, H, W] in [0, 1] (the one conversion, in memory or streamed)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
 def load_image_folder(root: Path, image_size: int | None, classes: tuple[str, ...] | None = None,
                       name: str | None = None) -> TensorData:
     """One ImageFolder split as :class:`TensorData` (images read as RGB, uint8 / 255).
@@ -85,35 +111,34 @@ def load_image_folder(root: Path, image_size: int | None, classes: tuple[str, ..
     them. ``image_size``: resize every image to a square (Pillow bilinear); None requires every
     image to have the size of the first.
     """
-    items, classes = _items(root, classes)
-    if not items:
-        raise DataError(f"{root}: expected an ImageFolder directory (class sub-folders of {', '.join(IMAGE_EXTENSIONS)} "
-                        f"images) or CIFAR-10 batches (data_batch_1..5, test_batch), found no image files")
+    items, classes = list_image_folder(root, classes)
     arrays, first = [], items[0][0]
     for f, _ in items:
-        a = _read_image(f, image_size)
-        if arrays and a.shape != arrays[0].shape:
-            (h0, w0), (h, w) = arrays[0].shape[:2], a.shape[:2]
-            raise DataError(f"{f}: expected {w0}x{h0} pixels like {first}, found {w}x{h}; pass image_size to resize "
-                            f"every image")
+        a = read_image(f, image_size)
+        if arrays:
+            check_same_size(f, a, arrays[0].shape, first)
         arrays.append(a)
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    x = to_tensor(np.stack(arrays))
     y = torch.tensor([label for _, label in items], dtype=torch.int64) if classes is not None else None
     return TensorData(x, y, name or root.name, classes)
 
 
-def load_image_folder_splits(root: Path, image_size: int | None, splits: tuple[str, ...]) -> dict[str, TensorData]:
+def load_image_folder_splits(root: Path, image_size: int | None, splits: tuple[str, ...],
+                             reader=None) -> dict[str, TensorData]:
     """``{"train": ..., "test": ...}`` from ``root/train`` and ``root/val`` (or ``root/test``).
 
-    Without ``image_size`` the held-out images must have the training images' size.
+    Without ``image_size`` the held-out images must have the training images' size. ``reader``:
+    the one-split loader (default :func:`load_image_folder`; the streamed path passes
+    :func:`assignsolve.datasets.streamed.stream_image_folder`).
     """
-    out: dict[str, TensorData] = {}
+    read = reader or load_image_folder
+    out: dict = {}
     if "train" in splits:
-        out["train"] = load_image_folder(root / "train", image_size, name=root.name)
+        out["train"] = read(root / "train", image_size, name=root.name)
     if "test" in splits:
         classes = tuple(d.name for d in _class_dirs(root / "train"))
         test_dir = next(root / t for t in TEST_FOLDERS if (root / t).is_dir())
-        test = load_image_folder(test_dir, image_size, classes=classes, name=f"{root.name}-{test_dir.name}")
+        test = read(test_dir, image_size, classes=classes, name=f"{root.name}-{test_dir.name}")
         if "train" in out and test.input_shape != out["train"].input_shape:
             raise DataError(f"{test_dir}: expected images of shape {list(out['train'].input_shape)} like "
                             f"{root / 'train'}, found {list(test.input_shape)}; pass image_size to resize every image")

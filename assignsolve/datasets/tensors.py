@@ -70,6 +70,11 @@ class TensorData:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def take(self, idx: torch.Tensor, name: str | None = None) -> "TensorData":
+        """The samples ``idx`` (in that order), as a new split (the streamed splits have the same method)."""
+        return attrs.evolve(self, x=self.x[idx], labels=None if self.labels is None else self.labels[idx],
+                            name=name or self.name)
+
 
 @attrs.frozen(eq=False)
 class Splits:

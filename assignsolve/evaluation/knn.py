@@ -4,6 +4,10 @@ Learning via Non-Parametric Instance Discrimination", section 3.4; the protocol 
 
 Features are L2-normalised; each query votes for the labels of its ``k`` most cosine-similar
 bank samples with weight ``exp(sim / T)``; the class with the largest total wins.
+
+The neighbours come from :func:`top_k_similar`, which never holds more than
+:data:`BLOCK_BYTES` (32 MiB) of similarities: blocks of queries against blocks of the bank, the
+running top ``k`` merged block by block, so a bank of a million samples needs no N x N matrix.
 """
 
 from __future__ import annotations
@@ -15,7 +19,52 @@ import torch
 
 from .. import InvalidProblemError
 
-__all__ = ["weighted_knn", "weighted_knn_predict"]
+__all__ = ["BLOCK_BYTES", "top_k_similar", "weighted_knn", "weighted_knn_predict"]
+
+#: the most bytes of float32 similarities :func:`top_k_similar` holds at once
+BLOCK_BYTES = 32 << 20
+
+
+def _block_shape(n: int, k: int, max_bytes: int) -> tuple[int, int]:
+    """(query rows, bank columns) of one block: rows x columns x 4 bytes <= ``max_bytes``
+    (at least 64 rows, the whole bank as one block when it fits)."""
+    budget = max(max_bytes // 4, 1)
+    cols = max(min(n, budget // 64), min(k, n))
+    return max(1, budget // cols), cols
+
+
+@torch.no_grad()
+def top_k_similar(queries: torch.Tensor, bank: torch.Tensor, k: int, self_offset: int | None = None,
+                  max_bytes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, indices)`` [M, k], descending: the ``k`` largest ``queries @ bank.T`` of each row.
+
+    Computed block by block (at most ``max_bytes``, default :data:`BLOCK_BYTES`, of similarities
+    at a time). ``self_offset``:
+    query row ``i`` is bank row ``self_offset + i``, which is skipped (leave-one-out).
+    """
+    n = bank.shape[0]
+    if not 1 <= k <= n:
+        raise InvalidProblemError(f"top_k_similar: expected 1 <= k <= {n} bank rows, found k={k}")
+    rows, cols = _block_shape(n, k, BLOCK_BYTES if max_bytes is None else max_bytes)
+    values, indices = [], []
+    for r0 in range(0, queries.shape[0], rows):
+        q = queries[r0:r0 + rows]
+        best_v = best_i = None
+        for c0 in range(0, n, cols):
+            sim = q @ bank[c0:c0 + cols].T
+            if self_offset is not None:  # the query's own bank row, if it is in this block
+                own = torch.arange(q.shape[0], device=q.device) + (self_offset + r0 - c0)
+                inside = (own >= 0) & (own < sim.shape[1])
+                sim[inside.nonzero().flatten(), own[inside]] = -float("inf")
+            v, i = sim.topk(min(k, sim.shape[1]), dim=1)
+            i += c0
+            if best_v is not None:
+                v, pick = torch.cat([best_v, v], 1).topk(k, dim=1)
+                i = torch.cat([best_i, i], 1).gather(1, pick)
+            best_v, best_i = v, i
+        values.append(best_v)
+        indices.append(best_i)
+    return torch.cat(values), torch.cat(indices)
 
 
 def _features(x, name: str, device) -> torch.Tensor:
@@ -43,7 +92,8 @@ def weighted_knn_predict(
     bank, bank_labels, queries, k: int = 20, temperature: float = 0.07,
     chunk_size: int = 1024, device=None,
 ) -> torch.Tensor:
-    """Predicted labels [M] of ``queries`` [M, D] from ``bank`` [N, D] with ``bank_labels`` [N]."""
+    """Predicted labels [M] of ``queries`` [M, D] from ``bank`` [N, D] with ``bank_labels`` [N]
+    (``chunk_size`` queries voted at a time; their similarities in blocks of :data:`BLOCK_BYTES`)."""
     if k < 1 or temperature <= 0:
         raise InvalidProblemError(f"weighted kNN: expected k >= 1 and temperature > 0, found k={k}, T={temperature}")
     dev = torch.device(device) if device is not None else (
@@ -57,9 +107,8 @@ def weighted_knn_predict(
     n_classes = int(yb.max()) + 1
     out = []
     for start in range(0, xq.shape[0], chunk_size):
-        sim = xq[start:start + chunk_size] @ xb.T
-        top, idx = sim.topk(k, dim=1)
-        votes = torch.zeros(sim.shape[0], n_classes, device=dev)
+        top, idx = top_k_similar(xq[start:start + chunk_size], xb, k)
+        votes = torch.zeros(top.shape[0], n_classes, device=dev)
         # subtracting the row max leaves the argmax unchanged and keeps exp finite
         weights = ((top - top[:, :1]) / temperature).exp()
         votes.scatter_add_(1, yb[idx], weights)

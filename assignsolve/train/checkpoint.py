@@ -33,7 +33,8 @@ FORMAT = 2
 REQUIRED = ("format", "epoch", "config", "encoder", "heads", "optimizer", "scaler", "recipe", "rng",
             "history", "counters")
 #: options that may differ on --resume (they do not change what is trained); --epochs only upwards
-MAY_CHANGE = ("epochs", "eval_every", "progress", "device", "resume", "overwrite", "out", "tensorboard")
+MAY_CHANGE = ("epochs", "eval_every", "progress", "device", "resume", "overwrite", "out", "tensorboard",
+              "data_mode", "workers")  # streamed images are the in-memory ones (datasets/streamed.py)
 
 
 # ----------------------------------------------------------------- random states as tensors

@@ -13,7 +13,7 @@ import attrs
 
 from ..core.errors import TrainError
 from ..cli.options import parse_kv, parse_value  # noqa: F401  (parse_value: re-exported)
-from ..core.validators import at_least, choice
+from ..core.validators import at_least, choice, is_int
 from ..registry.manager import solver_entry
 
 
@@ -56,6 +56,8 @@ class TrainConfig:
     test_labels: str | None = None
     download: bool = True
     holdout: float = attrs.field(default=0.0, validator=[_at_least(0), lambda i, a, v: _below_one(v)])
+    data_mode: str = attrs.field(default="auto", validator=_choice(("auto", "memory", "stream")))
+    workers: int = attrs.field(default=0, validator=is_int(0, error=TrainError))
     encoder: str = "auto"
     encoder_opt: dict = attrs.field(factory=dict, converter=_opts)
     solver: str = "sinkhorn-gpu"
@@ -156,6 +158,11 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("download", bool, None, "fetch a named dataset missing from --data-dir (--no-download: fail instead)"),
     ("holdout", float, "F", "with a source that has no test split: hold out a seeded stratified fraction F "
      "(e.g. 0.2) that training never sees, for --probe-every and 'assignsolve eval' (0: train on all)"),
+    ("data_mode", str, "MODE", "where an ImageFolder's images live: 'memory' (read into one tensor), "
+     "'stream' (decoded from disk batch by batch through a torch DataLoader, for ImageNet-size folders), "
+     "'auto' (stream when the folder's float32 tensor would exceed 1 GiB; the run log says which); "
+     "other sources are always read into memory"),
+    ("workers", int, "N", "DataLoader worker processes decoding streamed images (0: in the training process)"),
     ("encoder", str, "NAME", "registered encoder (see 'assignsolve encoders'): cnn, convnet, mlp, resnet18, "
      "resnet50, timm:... ('auto': convnet for greyscale images of 16+ px, cnn for other images, mlp for "
      "feature vectors)"),

@@ -23,7 +23,11 @@ class Context:
     """The objects of one run, shared by the phases below."""
 
     def __init__(self, cfg, d, device, data, model, ddp_model, optimizer, scaler, recipe, assigner, augment):
+        from .feed import feed_for
+
         self.cfg, self.dist, self.device, self.data = cfg, d, device, data
+        #: where the images come from (in memory or streamed from disk; :mod:`.feed`)
+        self.feed = feed_for(data, getattr(cfg, "workers", 0), device)
         self.model, self.ddp_model, self.optimizer, self.scaler = model, ddp_model, optimizer, scaler
         self.recipe, self.assigner, self.augment = recipe, assigner, augment
         self.model_heads = model.heads
@@ -35,22 +39,21 @@ class Context:
     @torch.no_grad()
     def all_outputs(self, chunk: int = 512) -> dict:
         """Eval-mode outputs for every sample, float32, identical on all ranks."""
-        x = self.data.x
-        n = x.shape[0]
+        n = len(self.feed)
         per = math.ceil(n / self.dist.world)
         lo, hi = min(self.dist.rank * per, n), min((self.dist.rank + 1) * per, n)
         was = self.model.training
         self.model.eval()
         parts: dict[str, list] = {}
         with self.autocast():
-            for s in range(lo, hi, chunk):
-                out = self.model(x[s: min(s + chunk, hi)].to(self.device))
+            for x in self.feed.chunks(lo, hi, chunk):
+                out = self.model(x.to(self.device))
                 for key, value in out.items():
                     if key == "amdim":
                         continue
                     parts.setdefault(key, []).append(value)
         if lo == hi:  # an empty shard still has to join the gathers
-            out = self.model(x[:1].to(self.device))
+            out = self.model(self.feed.first().to(self.device))
             parts = {k: [v[:0] if isinstance(v, torch.Tensor) else [t[:0] for t in v]]
                      for k, v in out.items() if k != "amdim"}
         self.model.train(was)

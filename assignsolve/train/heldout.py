@@ -50,10 +50,6 @@ def stratified_split(n: int, labels: torch.Tensor | None, fraction: float, seed:
     return torch.nonzero(~mask).flatten(), torch.nonzero(mask).flatten()
 
 
-def _subset(data: TensorData, idx: torch.Tensor, name: str) -> TensorData:
-    return attrs.evolve(data, x=data.x[idx], labels=None if data.labels is None else data.labels[idx], name=name)
-
-
 @attrs.frozen(eq=False)
 class EvalSplits:
     """The train part (probe fit, kNN bank), the held-out part, and a line saying what it is."""
@@ -79,19 +75,23 @@ def eval_splits(splits, source: str, holdout: float = 0.0, seed: int = 0, defaul
             "the run trained on all of it, so the solver labelled these samples too (their labels were never used)")
     note = (f"no test split in {source}: evaluated on a held-out {pct} of it ({len(te)} samples, seeded stratified "
             f"split, seed {seed}); {seen}")
-    return EvalSplits(_subset(splits.train, tr, splits.train.name), _subset(splits.train, te, splits.train.name + "-heldout"),
+    return EvalSplits(splits.train.take(tr, splits.train.name), splits.train.take(te, splits.train.name + "-heldout"),
                       note, True)
 
 
 @torch.no_grad()
-def outputs_of(model, x: torch.Tensor, device: torch.device, chunk: int = 512) -> dict:
-    """Eval-mode outputs (float32, on CPU) of ``model`` for every row of ``x``, in ``chunk``-sized batches."""
+def outputs_of(model, data, device: torch.device, chunk: int = 512, workers: int = 0) -> dict:
+    """Eval-mode outputs (float32, on CPU) of ``model`` for every sample of ``data`` (a tensor, a
+    :class:`TensorData`, or streamed images decoded by ``workers`` processes), ``chunk`` at a time."""
+    from .feed import feed_for
+
+    feed = feed_for(data, workers, device)
     was = model.training
     model.eval()
     parts: dict[str, list] = {}
     try:
-        for s in range(0, x.shape[0], chunk):
-            out = model(x[s:s + chunk].to(device))
+        for x in feed.chunks(0, len(feed), chunk):
+            out = model(x.to(device))
             for key, value in out.items():
                 if key != "amdim":
                     parts.setdefault(key, []).append(value)

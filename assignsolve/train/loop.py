@@ -23,7 +23,9 @@ it runs in a few minutes on two CPU cores. Metrics (NMI/ARI/Hungarian accuracy o
 pseudo-labels and of the head's argmax, kNN accuracy of the features; the random encoder at
 epoch 0 as the baseline) go to ``OUT/metrics.csv`` and ``OUT/metrics.jsonl``; a checkpoint to
 ``OUT/checkpoint.pt`` every epoch; ``--resume`` continues the same run. Under ``torchrun`` the
-loop runs data-parallel (DDP). See docs/training.md.
+loop runs data-parallel (DDP). An ImageFolder larger than 1 GiB as float32 is streamed from disk
+through a torch DataLoader (``--data-mode auto``; ``memory``/``stream`` force either, ``--workers``
+decoding processes; the run log says which; docs/datasets.md). See docs/training.md.
 """
 
 from __future__ import annotations
@@ -113,11 +115,16 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         print("assignsolve run: --amp ignored on CPU (mixed precision is CUDA-only)", file=sys.stderr)
     _seed_everything(cfg.seed)
     data, heldout = _load_data(cfg)
-    if cfg.limit is not None and cfg.limit < data.x.shape[0]:
-        keep = torch.randperm(data.x.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[: cfg.limit]
-        keep = keep.sort().values
-        data = attrs.evolve(data, x=data.x[keep], labels=None if data.labels is None else data.labels[keep])
-    n = int(data.x.shape[0])
+    if cfg.limit is not None and cfg.limit < len(data):
+        keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.limit]
+        data = data.take(keep.sort().values)
+    n = len(data)
+    if d.main:
+        from ..data import is_image_folder
+        from ..datasets.streamed import mode_note
+
+        print(f"assignsolve run: {mode_note(data, cfg.data_mode, cfg.workers, is_image_folder(cfg.data))}",
+              file=sys.stderr)
     from .autoconfig import resolve_config
     cfg = resolve_config(cfg, n, tuple(int(s) for s in data.input_shape))
     if d.main:
@@ -182,7 +189,7 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             clear_run(out)
         base = evaluate(ctx)
         if probing:
-            base.update(probe_row(model, heldout, device))
+            base.update(probe_row(model, heldout, device, cfg.workers))
         log.add({"epoch": 0, **base})
         if wandb is not None:
             wandb.log({"epoch": 0, **base})
@@ -203,7 +210,7 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             row.update(evaluate(ctx))
             row["eval_seconds"] = time.perf_counter() - t_eval
         if probing and ((epoch + 1) % cfg.probe_every == 0 or epoch + 1 == cfg.epochs):
-            row.update(probe_row(model, heldout, device))
+            row.update(probe_row(model, heldout, device, cfg.workers))
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             if d.main:
                 tqdm.write(f"epoch {epoch + 1}: {_fmt(row)}", file=sys.stderr)
@@ -237,21 +244,23 @@ def _load_data(cfg: TrainConfig):
     from .heldout import eval_splits
 
     if cfg.probe_every is None and not cfg.holdout and cfg.test_data is None:
-        return load_dataset(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, download=cfg.download), None
+        return load_dataset(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, download=cfg.download,
+                            mode=cfg.data_mode), None
     splits = load_splits(cfg.data, image_size=cfg.image_size, test_data=cfg.test_data, test_labels=cfg.test_labels,
-                         data_dir=cfg.data_dir, download=cfg.download)
+                         data_dir=cfg.data_dir, download=cfg.download, mode=cfg.data_mode)
     parts = eval_splits(splits, str(cfg.data), holdout=cfg.holdout if splits.test is None else 0.0, seed=cfg.seed)
     return (parts.train if parts.split_here and cfg.holdout else splits.train), parts
 
 
-def probe_row(model, heldout, device) -> dict:
+def probe_row(model, heldout, device, workers: int = 0) -> dict:
     """Linear probe + weighted kNN of ``model``'s features on the held-out parts (random state kept)."""
     from .heldout import outputs_of, protocol_rows
 
     t0 = time.perf_counter()
     with _kept_rng(device):
-        row = protocol_rows(("linear", "knn"), outputs_of(model, heldout.train.x, device),
-                            outputs_of(model, heldout.test.x, device), heldout.train, heldout.test, device=device)
+        row = protocol_rows(("linear", "knn"), outputs_of(model, heldout.train, device, workers=workers),
+                            outputs_of(model, heldout.test, device, workers=workers), heldout.train, heldout.test,
+                            device=device)
     return {**{k: row[k] for k in ("probe_acc", "knn20_acc", "knn200_acc")}, "probe_seconds": time.perf_counter() - t0}
 
 
@@ -265,11 +274,12 @@ def train_one_epoch(ctx: Context, epoch: int, amdim_weight: float = 0.0) -> dict
     recipe.start_epoch(ctx, epoch)
     model.train()
     batches = list(_batches(recipe.order(epoch), cfg.batch_size, d))
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and d.main),
-               leave=False, dynamic_ncols=True)
+    # images in memory or decoded from disk (feed.py), in the recipe's order
+    bar = tqdm(ctx.feed.batches(batches), total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not (cfg.progress and d.main), leave=False, dynamic_ncols=True)
     loss_sum, bal_sum, steps = 0.0, 0.0, 0
-    for idx in bar:
-        loss, shown = train_step(ctx, idx, epoch, amdim_weight)
+    for idx, x in bar:
+        loss, shown = train_step(ctx, idx, epoch, amdim_weight, x)
         bal = balance(shown, recipe.k) if shown is not None else float("nan")
         loss_sum += float(loss.detach())
         bal_sum += bal if shown is not None else 0.0
@@ -282,10 +292,13 @@ def train_one_epoch(ctx: Context, epoch: int, amdim_weight: float = 0.0) -> dict
             "solver_calls": ctx.assigner.calls, "solver_not_converged": ctx.assigner.not_converged}
 
 
-def train_step(ctx: Context, idx: torch.Tensor, epoch: int, amdim_weight: float = 0.0):
-    """One optimiser step on the samples ``idx``: views, forward, the recipe's loss (+ AMDIM), backward."""
+def train_step(ctx: Context, idx: torch.Tensor, epoch: int, amdim_weight: float = 0.0, x: torch.Tensor | None = None):
+    """One optimiser step on the samples ``idx`` (images ``x``, else drawn from the feed): views,
+    forward, the recipe's loss (+ AMDIM), backward."""
     cfg, recipe = ctx.cfg, ctx.recipe
-    x = ctx.data.x[idx].to(ctx.device, non_blocking=True)
+    if x is None:
+        x = next(ctx.feed.batches([idx]))[1]
+    x = x.to(ctx.device, non_blocking=True)
     with torch.no_grad():
         v1, v2 = ctx.augment(x)  # 'grey' views: v1 = x itself, v2 = the repeats' augmented copies
     clean = getattr(ctx.augment, "pairs_clean", False)
