@@ -189,8 +189,8 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("queue_size", int, "Q", "SwAV: queue of the last Q embeddings added to the solver's problem (0: none)"),
     ("proj_dim", int, "D", "projection / prototype dimension (SwAV, CoKe, AMDIM)"),
     ("hidden_dim", int, "D", "hidden width of the projection MLP (0: linear)"),
-    ("pca_dim", int, "D", "DeepCluster: PCA-whitening dimension before the solver (default: 256, at most "
-     "feature width / 8, at least K)"),
+    ("pca_dim", int, "D", "DeepCluster: PCA-whitening dimension before the solver (default: min(256, max(K, "
+     "min(feature width / 8, 2K))), at most the width and N - 1)"),
     ("iic_lamb", float, "L", "IIC: entropy weight lambda of the MI loss (1 = plain MI)"),
     ("amdim_weight", float, "W", "weight of the AMDIM multiscale NCE term added to the recipe's loss "
      "(with --method amdim: 1 when not given)"),
