@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="image .npz (images uint8/float [N,C,H,W] + labels)")
+    p.add_argument("--data", required=True,
+                   help="image .npz (images uint8/float [N,C,H,W] + labels), or 'digits' (scikit-learn's 8x8 digits)")
     p.add_argument("--budget-minutes", type=float, default=15.0, help="wall-time cap of each run (default 15)")
     p.add_argument("--solvers", default=",".join(SOLVERS), help=f"comma-separated (default: {','.join(SOLVERS)})")
     p.add_argument("--epochs", type=int, default=None, help="override the data-adaptive epochs (default: none)")
@@ -136,8 +137,8 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
-    if not Path(args.data).is_file():
-        print(f"--data: no such file {args.data!r}", file=sys.stderr)
+    if args.data != "digits" and not Path(args.data).is_file():
+        print(f"--data: no such file {args.data!r} (a file, or 'digits' for scikit-learn's digits)", file=sys.stderr)
         return 2
     solvers = [s for s in args.solvers.split(",") if s]
     import torch

@@ -77,3 +77,16 @@ def torch_threads() -> Iterator[int]:
         yield 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def benchmark_script():
+    """A loader of ``benchmarks/<name>.py`` as a module (the scripts are not a package)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("learn_bench", ROOT / "benchmarks" / "learn.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture()
@@ -32,12 +21,12 @@ def tiny_npz(tmp_path):
 
 
 @pytest.mark.slow  # two subprocess runs: ~25 s of CPU, over the 10 s budget of a fast test
-def test_learn_script_table_on_tiny_digits(tiny_npz, tmp_path, capsys):
+def test_learn_script_table_on_tiny_digits(tiny_npz, tmp_path, capsys, benchmark_script):
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
 
     path, images, labels = tiny_npz
-    bench = _load_script()
+    bench = benchmark_script("learn")
     out = tmp_path / "runs"
     rc = bench.main(["--data", str(path), "--solvers", "kmeans,sinkhorn-gpu", "--epochs", "1", "--out", str(out),
                      "--json", str(tmp_path / "t.json"), "--", "--encoder-opt", "width=8", "--batch-size", "64",
@@ -58,6 +47,7 @@ def test_learn_script_table_on_tiny_digits(tiny_npz, tmp_path, capsys):
         assert f"| {row['solver']}" in printed
 
 
-def test_learn_script_refuses_a_missing_file(tmp_path, capsys):
-    assert _load_script().main(["--data", str(tmp_path / "none.npz")]) == 2
-    assert "none.npz" in capsys.readouterr().err
+def test_learn_script_refuses_a_missing_file(tmp_path, capsys, benchmark_script):
+    assert benchmark_script("learn").main(["--data", str(tmp_path / "none.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "none.npz" in err and "'digits'" in err and err.count("\n") == 1

@@ -12,24 +12,13 @@ float32 tensor the in-memory path holds for 20,000 images; measured (two cores, 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("stream_folder_bench", ROOT / "benchmarks" / "stream_folder.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.slow
-def test_20000_streamed_images_train_with_bounded_memory(tmp_path):
-    bench = _bench()
+def test_20000_streamed_images_train_with_bounded_memory(tmp_path, benchmark_script):
+    bench = benchmark_script("stream_folder")
     rows = {}
     for n in (1000, 20000):
         folder = bench.write_folder(tmp_path / f"f{n}", n, size=32)
