@@ -50,7 +50,7 @@ from ..ops.dist import Dist, init_distributed
 from ..ops.stats import balance
 from ..registry.manager import recipe_entry
 from .build import build_model
-from .config import TrainConfig, config_from_args
+from .config import TrainConfig, config_from_args, scheduled_lr
 from .context import Context, MetricsLog, _fmt, evaluate
 from .atomic import atomic_write_text
 from .checkpoint import check_resume, load_checkpoint, restore, save_checkpoint, saved_config
@@ -278,7 +278,11 @@ def train_one_epoch(ctx: Context, epoch: int, amdim_weight: float = 0.0) -> dict
     bar = tqdm(ctx.feed.batches(batches), total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                disable=not (cfg.progress and d.main), leave=False, dynamic_ncols=True)
     loss_sum, bal_sum, steps = 0.0, 0.0, 0
+    base_lr, schedule = cfg.optimizer_lr[1], cfg.lr_schedule_used
     for idx, x in bar:
+        lr = scheduled_lr(base_lr, schedule, (epoch + steps / len(batches)) / cfg.epochs)
+        for group in ctx.optimizer.param_groups:
+            group["lr"] = lr
         loss, shown = train_step(ctx, idx, epoch, amdim_weight, x)
         bal = balance(shown, recipe.k) if shown is not None else float("nan")
         loss_sum += float(loss.detach())

@@ -306,3 +306,31 @@ def test_coke_assigns_the_first_view_and_trains_the_second_views_predictor():
     assert float(loss) == pytest.approx(expected, rel=1e-6) and abs(expected - wrong_view) > 1e-3
     loss.backward()
     assert out2["pred"].grad is not None and float(out2["pred"].grad.abs().sum()) > 0
+
+
+def test_lr_schedule_sets_swavs_cosine_every_step_and_constant_by_default(tmp_path):
+    import assignsolve.train as T
+    from assignsolve.train.config import scheduled_lr
+
+    assert scheduled_lr(0.4, "cosine", 0.0) == 0.4 and scheduled_lr(0.4, "cosine", 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert scheduled_lr(0.4, "cosine", 0.3) == pytest.approx(0.2 * (1 + math.cos(0.3 * math.pi)))
+    assert scheduled_lr(0.4, "constant", 0.7) == 0.4
+    seen = []
+    orig = T.SwAV.after_step
+
+    def spy(self, ctx):
+        seen.append(ctx.optimizer.param_groups[0]["lr"])
+        orig(self, ctx)
+    T.SwAV.after_step = spy
+    try:
+        run(TrainConfig(**{**TINY, "epochs": 2}, solver="sinkhorn-gpu", out=str(tmp_path / "c"), lr=0.01,
+                        lr_schedule="cosine"))
+        cosine, seen[:] = list(seen), []
+        run(TrainConfig(**TINY, solver="sinkhorn-gpu", out=str(tmp_path / "k"), lr=0.01))
+    finally:
+        T.SwAV.after_step = orig
+    # 96 samples / batch 32 = 3 steps an epoch, 6 in all: step j at 0.01 (1 + cos(pi j / 6)) / 2
+    assert cosine == pytest.approx([0.005 * (1 + math.cos(math.pi * j / 6)) for j in range(6)], rel=1e-12)
+    assert seen == [0.01] * 3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")

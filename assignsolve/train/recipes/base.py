@@ -31,6 +31,8 @@ class Recipe:
     two_views: ClassVar[bool] = False
     #: optimiser when ``--optimizer`` is not given ("adam" or "sgd")
     default_optimizer: ClassVar[str] = "adam"
+    #: learning-rate schedule when ``--lr-schedule`` is not given ("constant" or "cosine")
+    default_lr_schedule: ClassVar[str] = "constant"
     #: the paper's solver options, applied where the solver has the option (the solver's own
     #: ``recipe_options[name]``, then ``--solver-opt``, take precedence)
     solver_defaults: ClassVar[Mapping[str, Any]] = {}
