@@ -74,6 +74,13 @@ def _median(fn, device, repeat):
     return statistics.median(ts)
 
 
+def _once(fn, device):
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t
+
+
 def _header(title):
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\n{title}\n  torch {torch.__version__}, threads {torch.get_num_threads()}, load average {load}")
@@ -86,11 +93,12 @@ def _cosine_scores(b, k, device, seed=0):
     return (z @ p.T).to(device)
 
 
-def measure_swav(device, rounds=3):
+def measure_swav(device):
     rows = []
     for b, k in SWAV_SIZES:
         s = _cosine_scores(b, k, device)
-        repeat = 3 if b * k > 5e7 else 7 if b * k > 5e6 else 21
+        repeat = 3 if b * k > 5e7 else 7 if b * k > 5e6 else 31
+        rounds = 3 if b * k > 5e6 else 9  # ~1 ms calls: more rounds against descheduled time slices
         fns = {"reference": lambda: swav_reference(s), "trusted": lambda: swav_codes(s),
                "solve": lambda: solve(Problem(scores=s), "sinkhorn-gpu", mode="swav")}
         t = {name: [] for name in fns}
@@ -162,7 +170,12 @@ def _pot_per_iter(s, method, n1, n2, device, flush_denormal=False):
         return f
     torch.set_flush_denormal(flush_denormal)
     try:
-        return (_median(run(n2), device, 3) - _median(run(n1), device, 3)) / (n2 - n1)
+        run(n1)()  # warm
+        short, long_ = [], []
+        for _ in range(3):  # alternating, so that a change of load hits both
+            short.append(_once(run(n1), device))
+            long_.append(_once(run(n2), device))
+        return (statistics.median(long_) - statistics.median(short)) / (n2 - n1)
     finally:
         torch.set_flush_denormal(False)
 
@@ -177,8 +190,8 @@ def measure_sela(device, rounds=2):
         for name, (fn, runner) in ours.items():
             with runner:  # as in the solver: one worker pool per solve, vector ops single-threaded
                 t[name].append(_median(fn, device, 7))
-        t["pot_scaling"].append(_pot_per_iter(s, "sinkhorn", 1, 41, device))
-        t["pot_scaling_ftz"].append(_pot_per_iter(s, "sinkhorn", 1, 41, device, flush_denormal=True))
+        t["pot_scaling"].append(_pot_per_iter(s, "sinkhorn", 1, 101, device))
+        t["pot_scaling_ftz"].append(_pot_per_iter(s, "sinkhorn", 1, 101, device, flush_denormal=True))
     best = {name: min(x) for name, x in t.items()}
     best["pot_log"] = _pot_per_iter(s, "sinkhorn_log", 1, 3, device)
     return best

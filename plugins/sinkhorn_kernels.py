@@ -3,8 +3,9 @@ r"""The ``sinkhorn-gpu`` sweeps: stabilised kernel blocks, fused row/column pass
 See :mod:`assignsolve_plugins.sinkhorn_gpu` for the algorithm. Kernel blocks are computed as
 ``exp2((S/eps + beta + alpha) * log2 e)``: torch's CPU ``exp`` is ~4x slower than ``exp2`` here
 and takes a very slow scalar path for results below the normal range. Row blocks are scheduled
-by :class:`~assignsolve_plugins.sinkhorn_blocks.BlockRunner` (worker threads on CPU, one join
-per sweep); column sums accumulate per part and are added by cascade summation.
+by :class:`~assignsolve_plugins.sinkhorn_blocks.BlockRunner` (worker threads on CPU that flush
+denormals, one join per sweep); column sums accumulate per part and are added by cascade
+summation. Row sums are ``torch.sum`` (of the streamed block, or of ``K v`` for the cached one).
 """
 
 from __future__ import annotations
