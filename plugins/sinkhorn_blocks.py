@@ -3,14 +3,16 @@
 A Sinkhorn sweep is a loop over row blocks of an ``N x K`` matrix whose per-block work is a few
 torch ops on a cache-resident block. Run with torch's own intra-op threads, every op is an
 OpenMP fork/join, and on a shared machine the thread that lost its core holds up the barrier
-(hundreds of barriers per sweep). :class:`BlockRunner` instead hands contiguous runs of blocks to
-``workers`` Python threads, each running single-threaded torch ops (the GIL is released inside
-every op), with one join per sweep: scikit-learn's scheme, as in ``plugins/kmeans.py``. On CUDA
+(hundreds of barriers per sweep). :class:`BlockRunner` instead hands parts (runs of blocks) to
+``workers`` Python threads, each taking the next part when it is done and running
+single-threaded torch ops (the GIL is released inside every op), with one join per sweep:
+scikit-learn's scheme, as in ``plugins/kmeans.py``. On CUDA
 the blocks run in order on the current stream.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -65,8 +67,9 @@ class BlockRunner:
     """Runs ``fn(g, p, start, stop, first)`` over the row blocks of an ``n``-row matrix.
 
     Blocks are grouped into *parts* (consecutive blocks whose column sums accumulate into one
-    ``[K]`` row of a partial-sum buffer; ``first`` marks a part's first block), and parts into one
-    contiguous run per worker ``g`` (``0 <= g < workers``, for per-worker scratch buffers).
+    ``[K]`` row of a partial-sum buffer; ``first`` marks a part's first block). Worker ``g``
+    (``0 <= g < workers``, for per-worker scratch buffers) takes the next part when done, so the
+    result of a part never depends on which worker ran it; inline runs go in order.
     Accumulating within small parts and adding the parts with ``torch.sum`` (cascade
     summation) keeps float32 column sums accurate (a single ``mv`` over all rows accumulates
     sequentially and loses about ``sqrt(N)`` units in the last place).
@@ -137,9 +140,12 @@ class BlockRunner:
     def __del__(self) -> None:
         self.close()
 
-    def _group(self, fn: Callable[[int, int, int, int, bool], None], g: int) -> None:
+    def _group(self, fn: Callable[[int, int, int, int, bool], None], g: int, parts=None) -> None:
+        """Worker ``g`` runs the parts ``parts`` yields (its own group when None)."""
         with torch.no_grad():  # grad mode is thread-local
-            for p in self.groups[g]:
+            for p in self.groups[g] if parts is None else parts:
+                if p >= self.n_parts:
+                    return
                 for i, (s, e) in enumerate(self.parts[p]):
                     fn(g, p, s, e, i == 0)
 
@@ -158,7 +164,11 @@ class BlockRunner:
         if threads != 1:
             torch.set_num_threads(1)
         try:
-            futures = [self._pool.submit(self._group, fn, g) for g in range(self.workers)]
+            # dynamic schedule: each worker takes the next part (next() of a count is atomic under
+            # the GIL), so a worker whose core is taken by another process holds up the join by
+            # one part, not by half the sweep. A part's result does not depend on its worker.
+            parts = itertools.count()
+            futures = [self._pool.submit(self._group, fn, g, parts) for g in range(self.workers)]
             for f in futures:
                 f.result()
         finally:

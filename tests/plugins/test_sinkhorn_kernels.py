@@ -74,3 +74,28 @@ def test_pool_threads_flush_denormals_and_the_caller_does_not():
         runner.run(lambda g, p, s, e, first: seen.append(float(tiny * 1.0)))
     assert seen == [0.0] * 4  # flushed on both worker threads
     assert float(tiny * 1.0) == pytest.approx(1e-39, rel=1e-3)  # this thread's float mode is untouched
+
+
+def test_dynamic_schedule_runs_every_block_once_and_balances():
+    """Workers take the next part as they finish: a slowed worker does few parts; every block of
+    every part runs exactly once, in order within its part, ``first`` on the part's first block."""
+    import time
+
+    runner = BlockRunner(1024, 16, torch.device("cpu"), workers=2, part_rows=64)  # 16 parts of 4 blocks
+    assert (runner.n_parts, runner.workers) == (16, 2)
+    seen = []
+
+    def fn(g, p, s, e, first):
+        if g == 0:
+            time.sleep(0.02)
+        seen.append((g, p, s, e, first))
+
+    with runner:
+        runner.run(fn)
+    assert sorted((s, e) for _, _, s, e, _ in seen) == [(s, s + 16) for s in range(0, 1024, 16)]
+    for p in range(16):
+        mine = [x for x in seen if x[1] == p]
+        assert len({g for g, *_ in mine}) == 1  # one worker per part
+        assert [x[4] for x in mine] == [True, False, False, False]
+        assert [x[2] for x in mine] == sorted(x[2] for x in mine)
+    assert sum(1 for x in seen if x[0] == 1 and x[4]) >= 12  # the fast worker took most parts
