@@ -50,9 +50,11 @@ Design (what makes it fast and finite)
   buffer with vector-only iterations (module ``sinkhorn_swav``), falling back to the stable
   path below only when float underflow empties a cluster.
 * **CPU scheduling and exp2.** Row blocks of ~2 MiB go to worker threads running
-  single-threaded ops (one join per sweep, module ``sinkhorn_blocks``); kernels are
-  ``exp2`` of base-2 exponents (torch's CPU ``exp`` is ~4x slower). Column sums accumulate
-  over parts of <= 64 rows and are added by cascade summation.
+  single-threaded ops (one join per sweep, module ``sinkhorn_blocks``); the worker threads
+  flush denormals (a streamed kernel block is mostly underflowed ``exp2`` results, ~3x slower
+  as denormals; the caller's float mode is untouched); kernels are ``exp2`` of base-2
+  exponents (torch's CPU ``exp`` is ~4x slower). Column sums accumulate over parts of <= 64
+  rows and are added by cascade summation.
 * **Streaming and memory.** ``S`` is never copied whole: each block is moved to
   ``device`` and cast to the compute ``dtype`` on the fly (so ``S`` may stay on the
   CPU, in bf16/fp16, while the sweep runs on CUDA). Without a cache the solver holds

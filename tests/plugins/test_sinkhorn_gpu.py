@@ -119,12 +119,14 @@ def test_peaked_float32_stays_finite_where_plain_scaling_fails():
 
 def test_block_streaming_equals_one_block(torch_threads):  # blocks over 2 worker threads
     s = _scores(257, 9, seed=7, scale=4.0, dtype=torch.float32)
-    one = SinkhornGPU(epsilon=0.05, tol=1e-6, block_size=257, cache_kernel=False)(Problem(scores=s))
+    # tol 1e-5: at 1e-6 the float32 marginal error is at its rounding floor here (0.98-1.2e-6 over
+    # the last 30 iterations), so a different summation order can move the stop by one check
+    one = SinkhornGPU(epsilon=0.05, tol=1e-5, block_size=257, cache_kernel=False)(Problem(scores=s))
     for bs in (7, 16, 100):  # 7: 37 blocks, still streaming (block_size=1 took 52 s)
-        many = SinkhornGPU(epsilon=0.05, tol=1e-6, block_size=bs, cache_kernel=False)(Problem(scores=s))
+        many = SinkhornGPU(epsilon=0.05, tol=1e-5, block_size=bs, cache_kernel=False)(Problem(scores=s))
         assert many.n_iters == one.n_iters
         assert float((many.soft - one.soft).abs().max()) < _f32_bound(s, 0.05)
-    cached = SinkhornGPU(epsilon=0.05, tol=1e-6, block_size=16, cache_kernel=True)(Problem(scores=s))
+    cached = SinkhornGPU(epsilon=0.05, tol=1e-5, block_size=16, cache_kernel=True)(Problem(scores=s))
     assert float((cached.soft - one.soft).abs().max()) < _f32_bound(s, 0.05)
 
 

@@ -162,3 +162,17 @@ def test_dead_clusters_stay_finite_and_converge(cache):
     col = res.soft.double().sum(0) / 2000
     assert float((col - 0.01).abs().sum()) <= 2e-5
     assert float(col[:10].min()) > 0.0099
+
+
+@pytest.mark.parametrize("block,workers", [(64, 2), (64, 1), (1000, 2)])
+def test_one_block_path_equals_blocked_path_float32(block, workers):
+    """1024 x 300 (1.2 MB) runs as one inline block; split into row blocks on worker threads it
+    must give the same float32 codes (to rounding), both within 5e-7 of float64."""
+    s = _cosine_scores(1024, 300, 16, seed=5)
+    ref64 = _swav_reference(s.double())
+    one = swav_codes(s)
+    blocked = swav_codes(s, block_size=block, workers=workers)
+    assert float((one.codes - blocked.codes).abs().max()) < 2e-7
+    assert float((one.v / blocked.v - 1.0).abs().max()) < 1e-5
+    for out in (one, blocked):
+        assert float((out.codes.double() - ref64).abs().max()) < 5e-7
