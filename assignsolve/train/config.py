@@ -129,7 +129,9 @@ def scheduled_lr(base: float, schedule: str, progress: float) -> float:
     where SwAV ends at 0.0006 / 4.8 of the base)."""
     if schedule == "constant":
         return base
-    return base * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    raise TrainError(f"lr_schedule: expected one of {list(LR_SCHEDULES)}, found {schedule!r}")
 
 
 #: Optimiser and learning rate when --optimizer/--lr are not given. DeepCluster (Caron et al.

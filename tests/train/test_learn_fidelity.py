@@ -334,3 +334,5 @@ def test_lr_schedule_sets_swavs_cosine_every_step_and_constant_by_default(tmp_pa
     assert seen == [0.01] * 3
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="lr_schedule: expected one of"):  # a plugin recipe's bad default
+        scheduled_lr(0.4, "step", 0.5)
