@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from ..core.errors import DataError
 from .imagefolder import check_same_size, list_image_folder, load_image_folder_splits, read_image, to_tensor
+from .tensors import count_classes
 
 __all__ = ["DATA_MODES", "STREAM_THRESHOLD", "StreamedImages", "choose_mode", "memory_bytes", "mode_note",
            "stream_image_folder", "stream_image_folder_splits"]
@@ -57,7 +58,7 @@ class StreamedImages(Dataset):
         path = Path(self.root) / self.files[int(i)].decode()
         a = read_image(path, self.image_size)
         c, h, w = self.shape
-        if a.shape != (h, w, c):
+        if a.shape != (h, w, c):  # the error names the first file; not built for every item
             check_same_size(path, a, (h, w, c), Path(self.root) / self.files[0].decode())
         return to_tensor(a[None].copy())[0]  # Pillow's array is read-only
 
@@ -71,9 +72,7 @@ class StreamedImages(Dataset):
 
     @property
     def n_classes(self) -> int | None:
-        if self.labels is None:
-            return None
-        return max(int(self.labels.max()) + 1 if len(self.labels) else 0, len(self.classes or ()))
+        return count_classes(self.labels, self.classes)
 
     def take(self, idx: torch.Tensor, name: str | None = None) -> "StreamedImages":
         """The items ``idx`` (in that order), still streamed."""

@@ -17,7 +17,15 @@ import torch
 
 from ..core.errors import DataError
 
-__all__ = ["Splits", "TensorData", "as_images_or_features", "as_labels", "concat"]
+__all__ = ["Splits", "TensorData", "as_images_or_features", "as_labels", "concat", "count_classes"]
+
+
+def count_classes(labels: torch.Tensor | None, classes: tuple[str, ...] | None) -> int | None:
+    """Number of ground-truth classes of a split: max label + 1, or ``len(classes)`` when larger;
+    None without labels (:class:`TensorData` and the streamed splits)."""
+    if labels is None:
+        return None
+    return max(int(labels.max()) + 1 if len(labels) else 0, len(classes or ()))
 
 
 @attrs.frozen(eq=False)
@@ -63,9 +71,7 @@ class TensorData:
     @property
     def n_classes(self) -> int | None:
         """Number of ground-truth classes (max label + 1, or len(classes)), None without labels."""
-        if self.labels is None:
-            return None
-        return max(int(self.labels.max()) + 1 if len(self.labels) else 0, len(self.classes or ()))
+        return count_classes(self.labels, self.classes)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])

@@ -27,7 +27,7 @@ class Context:
 
         self.cfg, self.dist, self.device, self.data = cfg, d, device, data
         #: where the images come from (in memory or streamed from disk; :mod:`.feed`)
-        self.feed = feed_for(data, getattr(cfg, "workers", 0), device)
+        self.feed = feed_for(data, cfg.workers, device)
         self.model, self.ddp_model, self.optimizer, self.scaler = model, ddp_model, optimizer, scaler
         self.recipe, self.assigner, self.augment = recipe, assigner, augment
         self.model_heads = model.heads

@@ -296,12 +296,10 @@ def train_one_epoch(ctx: Context, epoch: int, amdim_weight: float = 0.0) -> dict
             "solver_calls": ctx.assigner.calls, "solver_not_converged": ctx.assigner.not_converged}
 
 
-def train_step(ctx: Context, idx: torch.Tensor, epoch: int, amdim_weight: float = 0.0, x: torch.Tensor | None = None):
-    """One optimiser step on the samples ``idx`` (images ``x``, else drawn from the feed): views,
+def train_step(ctx: Context, idx: torch.Tensor, epoch: int, amdim_weight: float, x: torch.Tensor):
+    """One optimiser step on the samples ``idx`` (their images ``x``, from the feed): views,
     forward, the recipe's loss (+ AMDIM), backward."""
     cfg, recipe = ctx.cfg, ctx.recipe
-    if x is None:
-        x = next(ctx.feed.batches([idx]))[1]
     x = x.to(ctx.device, non_blocking=True)
     with torch.no_grad():
         v1, v2 = ctx.augment(x)  # 'grey' views: v1 = x itself, v2 = the repeats' augmented copies
