@@ -76,7 +76,7 @@ class TrainConfig:
                                           validator=attrs.validators.optional(_choice(LR_SCHEDULES)))
     momentum: float = attrs.field(default=0.9, validator=_at_least(0))
     weight_decay: float = attrs.field(default=1e-5, validator=_at_least(0))
-    relabel_every: int = attrs.field(default=1, validator=_at_least(1))
+    relabel_every: float | None = attrs.field(default=None, validator=_at_least(0.001, optional=True))
     temperature: float = attrs.field(default=0.1, validator=_at_least(1e-6))
     queue_size: int = attrs.field(default=0, validator=_at_least(0))
     proj_dim: int = attrs.field(default=128, validator=_at_least(1))
@@ -114,6 +114,15 @@ class TrainConfig:
 
         name = self.optimizer or recipe_entry(self.recipe).cls.default_optimizer
         return name, self.lr if self.lr is not None else DEFAULT_LR[name]
+
+    @property
+    def relabel_every_used(self) -> float:
+        """``--relabel-every`` when given, else the recipe's ``default_relabel_every``."""
+        from ..registry.manager import recipe_entry
+
+        if self.relabel_every is not None:
+            return self.relabel_every
+        return recipe_entry(self.recipe).cls.default_relabel_every
 
     @property
     def lr_schedule_used(self) -> str:
@@ -208,8 +217,10 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "docs/training.md) (default: the recipe's; constant for every built-in recipe)"),
     ("momentum", float, "M", "SGD momentum"),
     ("weight_decay", float, "WD", "weight decay"),
-    ("relabel_every", int, "E", "SeLa, DeepCluster: solve for new pseudo-labels every E epochs (DeepCluster's "
-     "--reassign; a fresh top layer with each)"),
+    ("relabel_every", float, "E", "SeLa, DeepCluster: solve for new pseudo-labels every E epochs, evenly "
+     "spaced over the run's steps as SeLa's --nopts (E may be a fraction for SeLa: 0.25 = four times an "
+     "epoch; DeepCluster's --reassign, with a fresh top layer each time, relabels at epoch starts only) "
+     "(default: the recipe's: sela 0.25, deepcluster 1)"),
     ("temperature", float, "T", "softmax temperature of SwAV's swapped prediction and CoKe's classifier"),
     ("queue_size", int, "Q", "SwAV: queue of the last Q embeddings added to the solver's problem (0: none)"),
     ("proj_dim", int, "D", "projection / prototype dimension (SwAV, CoKe, AMDIM)"),

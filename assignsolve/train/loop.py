@@ -4,7 +4,7 @@ One loop, five recipes (``--method``), any solver (``--solver``, by name only), 
 (``--encoder``). The solver is called where each paper calls it, always under
 ``torch.no_grad()`` and in float32:
 
-sela         whole-dataset re-labelling every ``--relabel-every`` epochs from the heads'
+sela         whole-dataset re-labelling every ``--relabel-every`` epochs (default 0.25) from the heads'
              logits (``Problem.from_logits``; SeLa's lambda is ``epsilon = 1/lambda``), one
              solver call per head, cross-entropy on the labels.
 deepcluster  every epoch: features of all samples -> PCA-whitening + L2 -> solver -> labels;
@@ -280,6 +280,7 @@ def train_one_epoch(ctx: Context, epoch: int, amdim_weight: float = 0.0) -> dict
     loss_sum, bal_sum, steps = 0.0, 0.0, 0
     base_lr, schedule = cfg.optimizer_lr[1], cfg.lr_schedule_used
     for idx, x in bar:
+        recipe.before_batch(ctx, epoch, steps, len(batches))
         lr = scheduled_lr(base_lr, schedule, (epoch + steps / len(batches)) / cfg.epochs)
         for group in ctx.optimizer.param_groups:
             group["lr"] = lr

@@ -176,6 +176,35 @@ def test_deepcluster_relabels_every_e_epochs(tmp_path):
     assert every_second["solver_calls"] == 1 + 2 + 2  # clustered before epochs 1 and 3 only
 
 
+def test_relabel_points_fall_in_exactly_one_step():
+    from assignsolve.train.recipes.base import relabel_due
+
+    def steps(every, epochs, n_steps):  # (epoch, step) pairs that re-label, by hand below
+        return [(e, s) for e in range(epochs) for s in range(n_steps)
+                if relabel_due(e + s / n_steps, e + (s + 1) / n_steps, every)]
+
+    # 4 a epoch at 19 steps: points 0.25 -> step 4 (4/19 = 0.21 <= 0.25 < 5/19 = 0.26), 0.5 -> 9, 0.75 -> 14
+    assert steps(0.25, 2, 19) == [(0, 0), (0, 4), (0, 9), (0, 14), (1, 0), (1, 4), (1, 9), (1, 14)]
+    assert steps(1, 3, 5) == [(0, 0), (1, 0), (2, 0)]
+    assert steps(2, 5, 5) == [(0, 0), (2, 0), (4, 0)]  # the former `epoch % E == 0`
+    assert steps(1.5, 3, 4) == [(0, 0), (1, 2)]  # 0 and 1.5 = 1 + 2/4; 3.0 is past the run
+    assert steps(0.5, 1, 4) == [(0, 0), (0, 2)]  # a point on a step boundary belongs to the step it starts
+    assert relabel_due(0.0, 1.0, 0.1) and not relabel_due(0.05, 0.09, 0.1)
+
+
+def test_sela_relabels_within_an_epoch(tmp_path):
+    # 96 samples / batch 32 = 3 steps an epoch; solver_calls after 2 epochs = baseline + 1
+    # evaluation + one solve per re-labelling (one head)
+    default = _run(tmp_path / "a", solver="sinkhorn-pot", epochs=2)  # sela's 0.25: 0 and 0.25 share step 0, 0.5 step 1, 0.75 step 2
+    once = _run(tmp_path / "b", solver="sinkhorn-pot", epochs=2, relabel_every=1)
+    half = _run(tmp_path / "c", solver="sinkhorn-pot", epochs=2, relabel_every=0.5)  # steps 0 and 1 (1/3 <= 0.5 < 2/3)
+    assert default["solver_calls"] == 2 + 2 * 3
+    assert once["solver_calls"] == 2 + 2
+    assert half["solver_calls"] == 2 + 2 * 2
+    dc = _run(tmp_path / "d", solver="kmeans", epochs=2, relabel_every=0.25)  # DeepCluster: epoch starts only
+    assert dc["solver_calls"] == 2 + 2
+
+
 def test_resume_without_checkpoint_or_with_other_solver_is_an_error(tmp_path):
     with pytest.raises(TrainError, match="expected a checkpoint at"):
         _run(tmp_path, resume=True, solver="kmeans")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -36,6 +38,8 @@ class Recipe:
     #: the paper's solver options, applied where the solver has the option (the solver's own
     #: ``recipe_options[name]``, then ``--solver-opt``, take precedence)
     solver_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: ``--relabel-every`` when not given (recipes that re-label the whole dataset)
+    default_relabel_every: ClassVar[float] = 1.0
     #: weight of the AMDIM term when ``--amdim-weight`` is not given (> 0 adds AMDIM's heads)
     default_amdim_weight: ClassVar[float] = 0.0
     #: DDP: some heads take no part in the loss (AMDIM-only)
@@ -52,6 +56,9 @@ class Recipe:
 
     def start_epoch(self, ctx: "Context", epoch: int) -> None:
         """Whole-dataset work before an epoch (SeLa, DeepCluster)."""
+
+    def before_batch(self, ctx: "Context", epoch: int, step: int, n_steps: int) -> None:
+        """Before step ``step`` of the epoch's ``n_steps`` (SeLa: re-labelling inside an epoch)."""
 
     def order(self, epoch: int) -> torch.Tensor:
         """The epoch's sample order (all ranks identical; each takes its share)."""
@@ -88,6 +95,16 @@ class Recipe:
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore :meth:`state_dict` on resume."""
+
+
+def relabel_due(start: float, end: float, every: float) -> bool:
+    """Whether a re-labelling point ``j * every`` (j = 0, 1, ...) lies in ``[start, end)``, times in
+    epochs: SeLa's label optimisations evenly spaced over the run (``every`` = epochs per
+    optimisation, ``self-label``'s ``--nopts`` = epochs / every). Step ``s`` of ``S`` in epoch ``e``
+    covers ``[e + s/S, e + (s+1)/S)``, so every point falls in exactly one step and an integer
+    ``every`` re-labels at the start of every ``every``-th epoch."""
+    tol = 1e-9  # float rounding of points that sit on a step boundary
+    return math.ceil(end / every - tol) > math.ceil(start / every - tol)
 
 
 class RelabelRecipe(Recipe):

@@ -9,7 +9,7 @@ import torch
 from ...core.problem import Problem
 from ...ops.centroids import init_centroids, update_centroids
 from ...heads import ClusterHeads
-from .base import RelabelRecipe
+from .base import RelabelRecipe, relabel_due
 from ..rng import _epoch_generator
 from ..config import deepcluster_pca_dim
 from ...objectives import pseudo_label_loss
@@ -56,7 +56,8 @@ class DeepCluster(RelabelRecipe):
     def start_epoch(self, ctx, epoch):
         from ...sampling import uniform_label_indices
 
-        if self.labels is None or epoch % self.cfg.relabel_every == 0:  # DeepCluster's --reassign
+        # DeepCluster's --reassign: at the start of an epoch that holds a re-labelling point
+        if self.labels is None or relabel_due(epoch, epoch + 1, self.cfg.relabel_every_used):
             outs = ctx.all_outputs()
             self.labels = torch.as_tensor(self.assign(self._problem(outs["feat"], epoch)).labels).to(self.device)
             ctx.reset_head("cluster")  # fresh top layer with every new clustering, as DeepCluster
