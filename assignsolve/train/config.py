@@ -77,7 +77,7 @@ class TrainConfig:
     momentum: float = attrs.field(default=0.9, validator=_at_least(0))
     weight_decay: float = attrs.field(default=1e-5, validator=_at_least(0))
     relabel_every: float | None = attrs.field(default=None, validator=_at_least(0.001, optional=True))
-    temperature: float = attrs.field(default=0.1, validator=_at_least(1e-6))
+    temperature: float | None = attrs.field(default=None, validator=_at_least(1e-6, optional=True))
     queue_size: int = attrs.field(default=0, validator=_at_least(0))
     proj_dim: int = attrs.field(default=128, validator=_at_least(1))
     hidden_dim: int = attrs.field(default=512, validator=_at_least(0))
@@ -114,6 +114,15 @@ class TrainConfig:
 
         name = self.optimizer or recipe_entry(self.recipe).cls.default_optimizer
         return name, self.lr if self.lr is not None else DEFAULT_LR[name]
+
+    @property
+    def temperature_used(self) -> float:
+        """``--temperature`` when given, else the recipe's ``default_temperature``."""
+        from ..registry.manager import recipe_entry
+
+        if self.temperature is not None:
+            return self.temperature
+        return recipe_entry(self.recipe).cls.default_temperature
 
     @property
     def relabel_every_used(self) -> float:
@@ -220,8 +229,9 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("relabel_every", float, "E", "SeLa, DeepCluster: solve for new pseudo-labels every E epochs, evenly "
      "spaced over the run's steps as SeLa's --nopts (E may be a fraction for SeLa: 0.25 = four times an "
      "epoch; DeepCluster's --reassign, with a fresh top layer each time, relabels at epoch starts only) "
-     "(default: the recipe's: sela 0.25, deepcluster 1)"),
-    ("temperature", float, "T", "softmax temperature of SwAV's swapped prediction and CoKe's classifier"),
+     "(default: the recipe's; 1 for sela and deepcluster)"),
+    ("temperature", float, "T", "softmax temperature of SwAV's swapped prediction and CoKe's classifier "
+     "(default: the recipe's: swav 0.2, coke 0.1)"),
     ("queue_size", int, "Q", "SwAV: queue of the last Q embeddings added to the solver's problem (0: none)"),
     ("proj_dim", int, "D", "projection / prototype dimension (SwAV, CoKe, AMDIM)"),
     ("hidden_dim", int, "D", "hidden width of the projection MLP (0: linear)"),

@@ -4,7 +4,7 @@ One loop, five recipes (``--method``), any solver (``--solver``, by name only), 
 (``--encoder``). The solver is called where each paper calls it, always under
 ``torch.no_grad()`` and in float32:
 
-sela         whole-dataset re-labelling every ``--relabel-every`` epochs (default 0.25) from the heads'
+sela         whole-dataset re-labelling every ``--relabel-every`` epochs from the heads'
              logits (``Problem.from_logits``; SeLa's lambda is ``epsilon = 1/lambda``), one
              solver call per head, cross-entropy on the labels.
 deepcluster  every epoch: features of all samples -> PCA-whitening + L2 -> solver -> labels;

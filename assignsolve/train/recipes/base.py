@@ -38,6 +38,8 @@ class Recipe:
     #: the paper's solver options, applied where the solver has the option (the solver's own
     #: ``recipe_options[name]``, then ``--solver-opt``, take precedence)
     solver_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: ``--temperature`` when not given (SwAV's swapped prediction, CoKe's classifier)
+    default_temperature: ClassVar[float] = 0.1
     #: ``--relabel-every`` when not given (recipes that re-label the whole dataset)
     default_relabel_every: ClassVar[float] = 1.0
     #: weight of the AMDIM term when ``--amdim-weight`` is not given (> 0 adds AMDIM's heads)

@@ -101,7 +101,7 @@ class CoKeRecipe(Recipe):
             y = self.bank.targets(idx.to(self.device))
         pred = out2["pred"]
         y = y.repeat(pred.shape[0] // y.shape[0])
-        logits = self.bank.logits(pred.float(), self.cfg.temperature)
+        logits = self.bank.logits(pred.float(), self.cfg.temperature_used)
         return F.cross_entropy(logits, y), y
 
     def end_epoch(self, ctx, epoch):

@@ -18,9 +18,9 @@ class SeLa(RelabelRecipe):
 
     name: ClassVar[str] = "sela"
     solver_defaults: ClassVar[dict] = {"epsilon": 0.1}  # SeLa: lambda = 1/epsilon = 10
-    #: four label optimisations an epoch (docs/training.md: on 5,000 MNIST digits, 10 epochs,
-    #: accuracy 0.858 / 0.709 at seeds 0 / 1 with one an epoch, 0.932 / 0.929 with four)
-    default_relabel_every: ClassVar[float] = 0.25
+    #: one label optimisation an epoch (as self-label's CIFAR script, --nopts = --epochs); four an
+    #: epoch (0.25) split the measurements: docs/training.md
+    default_relabel_every: ClassVar[float] = 1.0
 
     def build_heads(self):
         return {"cluster": ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads or 1)}
