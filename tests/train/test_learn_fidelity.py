@@ -192,6 +192,27 @@ def test_swav_recipe_gets_the_solvers_declared_swav_regime():
     assert user.options["epsilon"] == 0.2  # the user's value wins
 
 
+def test_deepcluster_recipe_gets_kmeans_restarts():
+    # the kmeans solver declares 20 restarts for DeepCluster (recipe_options): on 10 Gaussian
+    # blobs (a 5 x 2 grid, 30 points each) the restarts reach the true partition's mean squared
+    # distance, hand-computed from the blob labels, where the paper's single run stops in a
+    # local optimum with two blobs merged; run 0 of the restarts is the single run, so 20 is never worse
+    g = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 30)
+    x = np.array([[10.0 * i, 10.0 * j] for i in range(5) for j in range(2)])[y] + g.normal(size=(300, 2))
+    truth = sum(((x[y == k] - x[y == k].mean(0)) ** 2).sum() for k in range(10)) / 300
+    problem = Problem(features=torch.tensor(x), n_clusters=10)
+    for seed in range(4):
+        dc = Assigner(TrainConfig(solver="kmeans", seed=seed), "deepcluster")
+        one = Assigner(TrainConfig(solver="kmeans", seed=seed, solver_opt={"n_init": 1}), "deepcluster")
+        assert dc.options["n_init"] == 20 and one.options["n_init"] == 1  # the user's value wins
+        best, single = dc(problem).objective, one(problem).objective
+        assert best <= single + 1e-9
+        if seed == 1:
+            assert best == pytest.approx(truth, rel=1e-9) and single > 2 * truth
+    assert Assigner(TrainConfig(solver="kmeans", method="sela"), "sela").options.get("n_init", 1) == 1
+
+
 TINY = dict(limit=96, batch_size=32, encoder_opt={"width": 8}, hidden_dim=32, proj_dim=16,
             progress=False, n_clusters=4, epochs=1)
 
