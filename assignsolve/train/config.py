@@ -229,7 +229,7 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("relabel_every", float, "E", "SeLa, DeepCluster: solve for new pseudo-labels every E epochs, evenly "
      "spaced over the run's steps as SeLa's --nopts (E may be a fraction for SeLa: 0.25 = four times an "
      "epoch; DeepCluster's --reassign, with a fresh top layer each time, relabels at epoch starts only) "
-     "(default: the recipe's; 1 for sela and deepcluster)"),
+     "(default: the recipe's: sela 0.5, deepcluster 1)"),
     ("temperature", float, "T", "softmax temperature of SwAV's swapped prediction and CoKe's classifier "
      "(default: the recipe's: swav 0.2, coke 0.1)"),
     ("queue_size", int, "Q", "SwAV: queue of the last Q embeddings added to the solver's problem (0: none)"),
