@@ -54,6 +54,11 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
         changes["batch_size"] = RECIPE_BATCH.get(recipe, 256)
     augment = cfg.augment if cfg.augment != "auto" else auto_augment(tuple(input_shape))
     changes["augment"] = augment
+    if cfg.repeats not in (None, 1) and augment != "grey":
+        from ..core.errors import TrainError
+
+        raise TrainError(f"--repeats {cfg.repeats}: augmented copies are made by the 'grey' views only, "
+                         f"and the augmentation here is {augment!r} (give --augment grey, or drop --repeats)")
     if cfg.repeats is None:
         from ..registry.manager import recipe_entry
 

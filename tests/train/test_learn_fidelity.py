@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from assignsolve import Problem
+from assignsolve.core.errors import TrainError
 from assignsolve.train.autoconfig import auto_augment, auto_encoder, auto_epochs, resolve_config
 from assignsolve.greyviews import CleanAndAugmented, affine_matrix, erase_mask, random_erasing, small_crops
 from assignsolve.mi import IID_EPS, iic_head_losses, iic_loss
@@ -280,6 +281,10 @@ def test_auto_defaults_follow_the_data():
     assert (dc.batch_size, dc.repeats) == (256, 1)
     mine = resolve_config(TrainConfig(solver="iic", epochs=3, batch_size=64, repeats=2, encoder="cnn"), 5000, (1, 28, 28))
     assert (mine.epochs, mine.batch_size, mine.repeats, mine.encoder) == (3, 64, 2, "cnn")
+    # --repeats makes copies only with the 'grey' views: elsewhere it is refused, not ignored
+    with pytest.raises(TrainError, match=r"--repeats 4: .*'default'"):
+        resolve_config(TrainConfig(solver="iic", repeats=4), 1797, (1, 8, 8))
+    assert resolve_config(TrainConfig(solver="iic", repeats=1), 1797, (1, 8, 8)).repeats == 1
 
 
 def test_swav_recipe_uses_the_solvers_trusted_codes_on_gathered_rows():
