@@ -275,6 +275,10 @@ def test_auto_defaults_follow_the_data():
     assert auto_encoder((1, 28, 28)) == "convnet" and auto_encoder((1, 8, 8)) == "cnn"
     assert auto_encoder((3, 32, 32)) == "cnn" and auto_encoder((64,)) == "mlp"
     assert auto_augment((1, 28, 28)) == "grey" and auto_augment((1, 8, 8)) == "default"
+    assert auto_augment((1, 28, 28), "iic") == "grey" and auto_augment((1, 8, 8), "iic") == "weak"
+    assert resolve_config(TrainConfig(solver="iic"), 1797, (1, 8, 8)).augment == "weak"
+    assert resolve_config(TrainConfig(solver="kmeans"), 1797, (1, 8, 8)).augment == "default"
+    assert resolve_config(TrainConfig(solver="iic", augment="strong"), 1797, (1, 8, 8)).augment == "strong"
     iic = resolve_config(TrainConfig(solver="iic"), 5000, (1, 28, 28))
     assert (iic.epochs, iic.batch_size, iic.augment, iic.repeats, iic.encoder) == (10, 128, "grey", 4, "convnet")
     dc = resolve_config(TrainConfig(solver="kmeans"), 5000, (1, 28, 28))
@@ -282,7 +286,7 @@ def test_auto_defaults_follow_the_data():
     mine = resolve_config(TrainConfig(solver="iic", epochs=3, batch_size=64, repeats=2, encoder="cnn"), 5000, (1, 28, 28))
     assert (mine.epochs, mine.batch_size, mine.repeats, mine.encoder) == (3, 64, 2, "cnn")
     # --repeats makes copies only with the 'grey' views: elsewhere it is refused, not ignored
-    with pytest.raises(TrainError, match=r"--repeats 4: .*'default'"):
+    with pytest.raises(TrainError, match=r"--repeats 4: .*'weak'"):
         resolve_config(TrainConfig(solver="iic", repeats=4), 1797, (1, 8, 8))
     assert resolve_config(TrainConfig(solver="iic", repeats=1), 1797, (1, 8, 8)).repeats == 1
 
