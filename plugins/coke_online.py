@@ -99,6 +99,11 @@ class OnlineCoke:
     def dtype(self) -> torch.dtype:
         return self.state.centres.dtype
 
+    @property
+    def centres(self) -> torch.Tensor:
+        """Current-epoch centres [K, D] (unit norm)."""
+        return self.state.centres
+
     # -------------------------------------------------------------- algorithm
     @torch.no_grad()
     def partial_fit(self, features: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

@@ -338,6 +338,27 @@ def test_coke_assigns_the_first_view_and_trains_the_second_views_predictor():
     assert out2["pred"].grad is not None and float(out2["pred"].grad.abs().sum()) > 0
 
 
+def test_coke_read_out_starts_from_the_runs_centres():
+    # the evaluation's clustering starts from the centres the online pass maintained (CoKe's own
+    # labels are against them), not from fresh random samples: on features that sit next to the
+    # centres, cluster ids come back as the centres' own (hand-computed: row i -> centre i % 3)
+    from assignsolve.ops.dist import Dist
+    from assignsolve.train.recipes import CoKeRecipe
+
+    cfg = TrainConfig(solver="coke", proj_dim=8)
+    recipe = CoKeRecipe(cfg, 3, 12, 16, Assigner(cfg, "coke"), Dist(), torch.device("cpu"))
+    centres = torch.eye(8)[[5, 1, 6]]  # orthogonal unit rows, none where a fresh start would put cluster 0
+    recipe.bank.state.centres = centres.clone()
+    g = torch.Generator().manual_seed(0)
+    z = centres.repeat(4, 1) + 0.05 * torch.randn(12, 8, generator=g)
+    problem = recipe.eval_problem({"z": z})
+    torch.testing.assert_close(problem.init_centroids, centres)
+    labels = torch.as_tensor(recipe.assign(problem).labels)
+    assert torch.equal(labels, torch.arange(3).repeat(4))
+    fresh = torch.as_tensor(recipe.assign(Problem(features=z, n_clusters=3)).labels)
+    assert not torch.equal(fresh, labels)  # the ids above come from the centres, not by chance
+
+
 def test_lr_schedule_sets_swavs_cosine_every_step_and_constant_by_default(tmp_path):
     import assignsolve.train as T
     from assignsolve.train.config import scheduled_lr
