@@ -278,6 +278,7 @@ def test_auto_defaults_follow_the_data():
     assert auto_augment((1, 28, 28), "iic") == "grey" and auto_augment((1, 8, 8), "iic") == "weak"
     assert resolve_config(TrainConfig(solver="iic"), 1797, (1, 8, 8)).augment == "weak"
     assert resolve_config(TrainConfig(solver="kmeans"), 1797, (1, 8, 8)).augment == "default"
+    assert resolve_config(TrainConfig(solver="coke"), 1797, (1, 8, 8)).augment == "weak"
     assert resolve_config(TrainConfig(solver="iic", augment="strong"), 1797, (1, 8, 8)).augment == "strong"
     iic = resolve_config(TrainConfig(solver="iic"), 5000, (1, 28, 28))
     assert (iic.epochs, iic.batch_size, iic.augment, iic.repeats, iic.encoder) == (10, 128, "grey", 4, "convnet")
