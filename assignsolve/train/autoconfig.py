@@ -11,7 +11,8 @@ import math
 
 import attrs
 
-__all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_encoder", "auto_epochs", "auto_augment", "resolve_config"]
+__all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_encoder", "auto_epochs", "auto_augment",
+           "resolve_config"]
 
 #: Mini-batch per recipe. IIC's MNIST runs use 128-700 images, each with several augmented
 #: copies; 128 x 4 repeats reached 0.95 on 5,000 MNIST digits in 11 epochs (shared data README).

@@ -20,8 +20,8 @@ class SeLa(RelabelRecipe):
     solver_defaults: ClassVar[dict] = {"epsilon": 0.1}  # SeLa: lambda = 1/epsilon = 10
     #: two label optimisations an epoch (self-label's CIFAR script has one, --nopts = --epochs, over
     #: 400 epochs; in 10 epochs one an epoch leaves the run still climbing): 5,000 MNIST digits
-    #: 0.934 / 0.817 / 0.822 (seeds 0-2), 0.881 held out, against 0.858 / 0.709 / - / 0.562 at one
-    #: (docs/training.md)
+    #: 0.934 / 0.817 / 0.822 (seeds 0-2), 0.881 held out, against 0.858 / 0.709 (seeds 0 / 1) and
+    #: 0.562 held out at one (docs/training.md)
     default_relabel_every: ClassVar[float] = 0.5
 
     def build_heads(self):
