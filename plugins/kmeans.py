@@ -255,6 +255,12 @@ def _check(cond: bool, name: str, expected: str, value: object) -> None:
         raise ValueError(f"{name}: expected {expected}, found {value!r}")
 
 
+def auto_restarts(k: int) -> int:
+    """Restarts for ``n_init="auto"``: 20 up to K = 100, then ``2000 // K`` (restarts x K, so the
+    cost, stays at most that of one run with K = 2000), and 1 from K = 2000 on."""
+    return max(1, min(20, 2000 // max(int(k), 1)))
+
+
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -281,8 +287,9 @@ class KMeans(BaseSolver):
         "cosine" is spherical k-means (normalised features and centroids).
     init : {"random", "kmeans++"}
         Used when the problem has no ``init_centroids``; "random" = K distinct data points (faiss).
-    n_init : int
+    n_init : int or "auto"
         Restarts with different seeds; the lowest final objective wins (DeepCluster: 1).
+        ``"auto"``: :func:`auto_restarts` (20 at K <= 100, falling as 2000 / K to 1 at K >= 2000).
     chunk_size : int
         Rows per distance block; never more than ``chunk_size * K`` distances in memory.
     preprocess : bool
@@ -303,18 +310,18 @@ class KMeans(BaseSolver):
     gpu: ClassVar[bool] = True
     requires_n_ge_k: ClassVar[bool] = True
     default_recipe: ClassVar[str | None] = "deepcluster"
-    #: DeepCluster's clustering with 20 restarts (the lowest objective wins). DeepCluster runs
-    #: faiss once per epoch at K = 10,000, where one run's bad local optima average out; at
-    #: K = 10 one bad start decides the epoch's labels: 5,000 MNIST digits, 10 epochs, accuracy
-    #: 0.806 / 0.804 (seeds 0 / 1) with one run, 0.948 / 0.930 and 0.943 held out with 20
-    #: (docs/training.md). ``--solver-opt n_init=1`` gives the paper's single run.
-    recipe_options: ClassVar[dict] = {"deepcluster": {"n_init": 20}}
+    #: DeepCluster's clustering with restarts (the lowest objective wins; ``"auto"``: 20 at K = 10).
+    #: DeepCluster runs faiss once per epoch at K = 10,000, where one run's bad local optima
+    #: average out (and "auto" gives 1); at K = 10 one bad start decides the epoch's labels: 5,000
+    #: MNIST digits, 10 epochs, accuracy 0.806 / 0.804 (seeds 0 / 1) with one run, 0.948 / 0.930
+    #: and 0.943 held out with 20 (docs/training.md). ``--solver-opt n_init=1``: the paper's single run.
+    recipe_options: ClassVar[dict] = {"deepcluster": {"n_init": "auto"}}
 
     max_iter: int = 20
     tol: float = 1e-4
     metric: str = "l2"
     init: str = "random"
-    n_init: int = 1
+    n_init: int | str = 1
     chunk_size: int = 8192
     preprocess: bool = False
     pca_dim: int | None = 256
@@ -328,7 +335,8 @@ class KMeans(BaseSolver):
                "tol", "a finite float >= 0", self.tol)
         _check(self.metric in _METRICS, "metric", f"one of {_METRICS}", self.metric)
         _check(self.init in _INITS, "init", f"one of {_INITS}", self.init)
-        _check(_is_int(self.n_init) and self.n_init >= 1, "n_init", "an int >= 1", self.n_init)
+        _check(self.n_init == "auto" or (_is_int(self.n_init) and self.n_init >= 1), "n_init",
+               "an int >= 1 or 'auto'", self.n_init)
         _check(_is_int(self.chunk_size) and self.chunk_size >= 1, "chunk_size", "an int >= 1", self.chunk_size)
         _check(self.pca_dim is None or (_is_int(self.pca_dim) and self.pca_dim >= 1),
                "pca_dim", "None or an int >= 1", self.pca_dim)
@@ -361,7 +369,8 @@ class KMeans(BaseSolver):
         k = problem.n_clusters
         best: KMeansResult | None = None
         best_run = 0
-        for run in range(self.n_init):
+        n_init = auto_restarts(k) if self.n_init == "auto" else self.n_init
+        for run in range(n_init):
             if init is not None and run == 0:
                 start, how = init, "problem.init_centroids"
             else:

@@ -27,7 +27,8 @@ from ..core.errors import TrainError
 from .atomic import atomic_write
 from .config import TrainConfig
 
-__all__ = ["FORMAT", "MAY_CHANGE", "check_resume", "load_checkpoint", "restore", "save_checkpoint"]
+__all__ = ["FORMAT", "MAY_CHANGE", "check_resume", "load_checkpoint", "restore", "save_checkpoint",
+           "saved_with_solver"]
 
 FORMAT = 2
 REQUIRED = ("format", "epoch", "config", "encoder", "heads", "optimizer", "scaler", "recipe", "rng",
@@ -120,19 +121,34 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def saved_with_solver(ckpt: Mapping) -> dict:
+    """The checkpoint's saved config; one written before ``solver_options_used`` was saved gets it
+    from the checkpoint's solver record (so a changed solver default is refused, not taken)."""
+    saved = dict(ckpt["config"])
+    if "solver_options_used" not in saved:
+        try:
+            saved["solver_options_used"] = json.loads(ckpt["solver"])["options"]
+        except (TypeError, ValueError, KeyError):
+            pass
+    return saved
+
+
 def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int) -> None:
     """Refuse (:class:`TrainError`) a resume whose options differ from the saved run's."""
     now = json.loads(json.dumps(saved_config(cfg, resolved)))
     defaults = {f.name: f.default for f in attrs.fields(TrainConfig)}
     allowed = ", ".join(_flag(k) for k in MAY_CHANGE if k not in ("resume", "overwrite"))
-    compare = [k for k in now if k not in MAY_CHANGE and k not in ("method", "n_clusters", "optimizer", "lr")]
+    # options compared as used (the recipe's or solver's default filled in), not as given
+    compare = [k for k in now if k not in MAY_CHANGE and k not in ("method", "n_clusters", "optimizer", "lr",
+                                                                 "relabel_every", "temperature", "solver_opt")]
     for key in compare:
         old = saved.get(key, now[key] if key in resolved else defaults.get(key))
         if isinstance(old, attrs.Factory):
             old = old.factory()
         if old != now[key]:
             name = {"recipe": "method", "n_clusters_used": "n_clusters", "optimizer_used": "optimizer",
-                    "lr_used": "lr"}.get(key, key)
+                    "lr_used": "lr", "relabel_every_used": "relabel_every", "temperature_used": "temperature",
+                    "solver_options_used": "solver_opt"}.get(key, key)
             raise TrainError(f"--resume: {_flag(name)} was {old!r} in the checkpoint, found {now[key]!r}: it changes "
                              f"the experiment (may change: {allowed}; --epochs only upwards); "
                              "use another --out for a new run")

@@ -53,7 +53,7 @@ from .build import build_model
 from .config import TrainConfig, config_from_args, scheduled_lr
 from .context import Context, MetricsLog, _fmt, evaluate
 from .atomic import atomic_write_text
-from .checkpoint import check_resume, load_checkpoint, restore, save_checkpoint, saved_config
+from .checkpoint import check_resume, load_checkpoint, restore, save_checkpoint, saved_config, saved_with_solver
 from .preflight import check_run_options
 from .rng import _kept_rng, _seed_everything
 from .rundir import (RunLock, check_existing_run, check_out_path, clear_run, default_out, interrupted_message,
@@ -177,10 +177,12 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     # ---------------------------------------------------------------- phase 3: resume or baseline
     ckpt_path = out / "checkpoint.pt"
     start = 0
-    resolved = {"recipe": recipe_name, "n_clusters_used": k, "optimizer_used": optimizer_name, "lr_used": lr}
+    resolved = {"recipe": recipe_name, "n_clusters_used": k, "optimizer_used": optimizer_name, "lr_used": lr,
+                "relabel_every_used": cfg.relabel_every_used, "temperature_used": cfg.temperature_used,
+                "solver_options_used": json.loads(json.dumps(assigner.options, default=str))}
     if cfg.resume:  # format 2, weights_only=True; every experiment option as saved (checkpoint.py)
         ckpt = load_checkpoint(ckpt_path, device)
-        check_resume(ckpt["config"], cfg, resolved, int(ckpt["epoch"]))
+        check_resume(saved_with_solver(ckpt), cfg, resolved, int(ckpt["epoch"]))
         start, log.history = restore(ctx, ckpt, ckpt_path)
         if d.main:
             print(f"assignsolve run: resumed {ckpt_path} at epoch {start}", file=sys.stderr)

@@ -24,7 +24,8 @@ from .rng import _seed_everything
 __all__ = ["SavedRun", "load_run", "run_config"]
 
 #: keys run writes into config.json beside the TrainConfig fields
-_EXTRA = ("recipe", "n_clusters_used", "optimizer_used", "lr_used")
+_EXTRA = ("recipe", "n_clusters_used", "optimizer_used", "lr_used", "relabel_every_used", "temperature_used",
+          "solver_options_used")
 
 
 def run_config(run_dir: str | Path) -> tuple[TrainConfig, dict]:

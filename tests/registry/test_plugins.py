@@ -211,6 +211,6 @@ def test_builtin_solvers_declare_their_recipes():
         "coke": "coke", "iic": "iic", "kmeans": "deepcluster", "lp": "sela", "sinkhorn-gpu": "swav",
         "sinkhorn-pot": "sela"}
     assert reg.solvers["sinkhorn-gpu"].recipe_options == {"sela": {"epsilon": 0.1}, "swav": {"mode": "swav", "epsilon": 0.05, "max_iter": 10}}
-    assert reg.solvers["kmeans"].recipe_options == {"deepcluster": {"n_init": 20}}
+    assert reg.solvers["kmeans"].recipe_options == {"deepcluster": {"n_init": "auto"}}
     builtin = {n for n, e in reg.recipes.items() if e.plugin == "recipes"}
     assert builtin == {"amdim", "coke", "deepcluster", "iic", "sela", "swav"}

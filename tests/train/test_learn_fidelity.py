@@ -226,12 +226,19 @@ def test_deepcluster_recipe_gets_kmeans_restarts():
     for seed in range(4):
         dc = Assigner(TrainConfig(solver="kmeans", seed=seed), "deepcluster")
         one = Assigner(TrainConfig(solver="kmeans", seed=seed, solver_opt={"n_init": 1}), "deepcluster")
-        assert dc.options["n_init"] == 20 and one.options["n_init"] == 1  # the user's value wins
+        assert dc.options["n_init"] == "auto" and one.options["n_init"] == 1  # the user's value wins
         best, single = dc(problem).objective, one(problem).objective
         assert best <= single + 1e-9
         if seed == 1:
             assert best == pytest.approx(truth, rel=1e-9) and single > 2 * truth
     assert Assigner(TrainConfig(solver="kmeans", method="sela"), "sela").options.get("n_init", 1) == 1
+    # "auto": 20 restarts up to K = 100, then 2000 // K (restarts x K bounded), 1 from K = 2000
+    from assignsolve_plugins.kmeans import KMeans, auto_restarts
+
+    assert [auto_restarts(k) for k in (2, 10, 100, 101, 200, 1000, 2000, 10_000)] == [20, 20, 20, 19, 10, 2, 1, 1]
+    assert dc(problem).extras["n_init_best"] < 20
+    with pytest.raises(ValueError, match="n_init"):
+        KMeans(n_init="many")
 
 
 TINY = dict(limit=96, batch_size=32, encoder_opt={"width": 8}, hidden_dim=32, proj_dim=16,
@@ -296,6 +303,7 @@ def test_auto_defaults_follow_the_data():
     assert auto_encoder((3, 32, 32)) == "cnn" and auto_encoder((64,)) == "mlp"
     assert auto_augment((1, 28, 28)) == "grey" and auto_augment((1, 8, 8)) == "default"
     assert auto_augment((1, 28, 28), "iic") == "grey" and auto_augment((1, 8, 8), "iic") == "weak"
+    assert auto_augment((3, 32, 32), "iic") == "default" and auto_augment((64,), "coke") == "default"
     assert resolve_config(TrainConfig(solver="iic"), 1797, (1, 8, 8)).augment == "weak"
     assert resolve_config(TrainConfig(solver="kmeans"), 1797, (1, 8, 8)).augment == "default"
     assert resolve_config(TrainConfig(solver="coke"), 1797, (1, 8, 8)).augment == "weak"

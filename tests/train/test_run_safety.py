@@ -182,6 +182,26 @@ def test_resume_refuses_an_option_that_changes_the_experiment(run_copy, capsys, 
     assert _digest(run_copy) == before
 
 
+def test_resume_refuses_a_default_that_changed_since_the_run(run_copy, capsys):
+    # the options as used are saved and compared, so a recipe's or solver's default that changed
+    # between the run and its resume is refused, not taken; a checkpoint saved before the used
+    # solver options were (no 'solver_options_used') is checked against its solver record
+    saved = json.loads((run_copy / "config.json").read_text())
+    assert saved["solver_options_used"]["max_iter"] == 10 and saved["temperature_used"] == 0.2
+    assert _main(run_copy, "--resume", "--temperature", "0.2", "--solver-opt", "max_iter=10", epochs=2) == 0
+    path = run_copy / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    config = json.loads(ckpt["config"])
+    del config["solver_options_used"], config["temperature_used"]
+    record = json.loads(ckpt["solver"])
+    record["options"]["max_iter"] = 3  # as if the run had been made when the default was 3
+    ckpt["config"], ckpt["solver"] = json.dumps(config), json.dumps(record)
+    torch.save(ckpt, path)
+    assert _main(run_copy, "--resume", epochs=3) == 2
+    line = _error_line(capsys)
+    assert "--solver-opt" in line and "'max_iter': 3" in line and "'max_iter': 10" in line, line
+
+
 def test_resume_allows_raising_epochs_and_the_listed_options(run_copy):
     assert _main(run_copy, "--resume", "--n-clusters", "10", "--eval-every", "2", "--progress", "--device", "cpu",
                  epochs=2) == 0

@@ -286,8 +286,9 @@ def test_cli_run_end_to_end_writes_outputs(tmp_path, capsys):
 # ------------------------------------------------------------------------------- quality
 # One quick digits check per family, each with its recipe defaults: the trained encoder's
 # pseudo-labels beat the random-encoder baseline (epoch 0 of the same run) by >= 0.1 NMI and
-# >= 0.05 Hungarian accuracy, with >= K/2 non-empty clusters. Measured (600 digits, seed 0):
-# NMI swav 0.22->0.40, sela 0.26->0.45, deepcluster 0.55->0.71, coke 0.02->0.45, iic 0.00->0.39.
+# >= 0.05 Hungarian accuracy, with >= K/2 non-empty clusters. Measured (600 digits, seed 0, one
+# thread, 2026-12-03 defaults): NMI swav 0.22->0.55, sela 0.25->0.42, deepcluster 0.55->0.71,
+# coke 0.00->0.53, iic 0.00->0.53.
 # DeepCluster re-creates its top layer with every clustering, which needs more than the 4 steps
 # of a 600/128 epoch to fit (batch 32: 19 steps); with its 20 k-means restarts the random
 # encoder's clustering is already better, and 6 epochs gained 0.095 / 0.258 / 0.159 NMI at seeds

@@ -111,7 +111,8 @@ class CoKeRecipe(Recipe):
         z = outputs["z"].float()
         if self.assign.needs in ("features", "scores_or_features"):
             # the read-out starts from the centres the online pass maintained (CoKe's labels are
-            # against them): 5,000 MNIST digits, same run, 0.893 against 0.755 from fresh samples
+            # against them): 5,000 MNIST digits, same runs, 0.893 against 0.755 from fresh samples
+            # at lr 2e-3, 0.670 against 0.671 at the default 1e-3 (docs/training.md)
             return Problem(features=z, n_clusters=self.k, init_centroids=self.bank.centres.float())
         return Problem.from_features(z, self.bank.centres.float(), metric="cosine")
 
