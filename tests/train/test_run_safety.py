@@ -187,8 +187,8 @@ def test_resume_refuses_a_default_that_changed_since_the_run(run_copy, capsys):
     # between the run and its resume is refused, not taken; a checkpoint saved before the used
     # solver options were (no 'solver_options_used') is checked against its solver record
     saved = json.loads((run_copy / "config.json").read_text())
-    assert saved["solver_options_used"]["max_iter"] == 10 and saved["temperature_used"] == 0.2
-    assert _main(run_copy, "--resume", "--temperature", "0.2", "--solver-opt", "max_iter=10", epochs=2) == 0
+    assert saved["solver_options_used"]["max_iter"] == 10 and saved["temperature_used"] == 0.25
+    assert _main(run_copy, "--resume", "--temperature", "0.25", "--solver-opt", "max_iter=10", epochs=2) == 0
     path = run_copy / "checkpoint.pt"
     ckpt = torch.load(path, weights_only=True)
     config = json.loads(ckpt["config"])
