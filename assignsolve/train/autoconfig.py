@@ -11,6 +11,8 @@ import math
 
 import attrs
 
+from ..core.errors import TrainError
+
 __all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_encoder", "auto_epochs", "auto_augment",
            "resolve_config"]
 
@@ -46,11 +48,11 @@ def auto_augment(input_shape: tuple[int, ...], recipe: str | None = None) -> str
 
     8x8 digits are too small for 25-degree rotations and 12 % shifts of a 1-pixel stroke.
     """
-    if len(input_shape) == 3 and input_shape[0] == 1 and min(input_shape[1:]) >= 16:
-        return "grey"
-    if len(input_shape) == 3 and min(input_shape[1:]) < 16:
+    if len(input_shape) != 3:
+        return "default"
+    if min(input_shape[1:]) < 16:
         return RECIPE_STRENGTH.get(recipe, "default")
-    return "default"
+    return "grey" if input_shape[0] == 1 else "default"
 
 
 def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
@@ -66,8 +68,6 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
     augment = cfg.augment if cfg.augment != "auto" else auto_augment(tuple(input_shape), recipe)
     changes["augment"] = augment
     if cfg.repeats not in (None, 1) and augment != "grey":
-        from ..core.errors import TrainError
-
         raise TrainError(f"--repeats {cfg.repeats}: augmented copies are made by the 'grey' views only, "
                          f"and the augmentation here is {augment!r} (give --augment grey, or drop --repeats)")
     if cfg.repeats is None:

@@ -78,7 +78,7 @@ def save_checkpoint(path: Path, ctx, epoch: int, history: list, resolved: Mappin
         "encoder": model.encoder.state_dict(), "heads": model.heads.state_dict(),
         "optimizer": ctx.optimizer.state_dict(), "scaler": ctx.scaler.state_dict(),
         "recipe": ctx.recipe.state_dict(),
-        "solver": json.dumps({"name": cfg.solver, "options": ctx.assigner.options}, default=str),
+        "solver": json.dumps({"name": cfg.solver, "options": resolved["solver_options_used"]}),
         "rng": rng_tensors(ctx.device), "history": json.dumps(history),
         "counters": {"solver_calls": int(ctx.assigner.calls), "solver_not_converged": int(ctx.assigner.not_converged)},
     }

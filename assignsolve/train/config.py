@@ -244,8 +244,9 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("amdim_clip", float, "C", "AMDIM: soft clipping c*tanh(s/c) of the NCE scores"),
     ("amdim_reg", float, "W", "AMDIM: weight of the penalty on squared NCE scores"),
     ("augment", str, "STRENGTH", "'auto' (greyscale images of 16+ px: 'grey', a clean image paired with "
-     "strongly augmented copies, assignsolve.greyviews; images under 16 px: 'default', iic and coke 'weak'; others 'default'), 'grey', "
-     "or a strength of assignsolve.augment.TwoViews (weak, default, strong)"),
+     "strongly augmented copies, assignsolve.greyviews; images under 16 px: 'weak' for iic and coke, "
+     "'default' for the others; anything else: 'default'), 'grey', or a strength of "
+     "assignsolve.augment.TwoViews (weak, default, strong)"),
     ("repeats", int, "R", "'grey' views: augmented copies per clean image (IIC's --num_dataloaders; "
      "default: iic 4, others 1)"),
     ("freeze_prototypes", int, "STEPS", "SwAV: keep the prototypes fixed for the first STEPS optimiser "
