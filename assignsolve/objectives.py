@@ -8,6 +8,8 @@ assignment solver under ``torch.no_grad()``) and returns a scalar loss; the trai
 * :func:`pseudo_label_loss`: cross-entropy of one or several heads against hard pseudo-labels
   (DeepCluster, SeLa, CoKe).
 * :func:`soft_cross_entropy` and :func:`swav_loss`: the swapped-prediction loss of SwAV.
+* :func:`coke_two_view_loss`: CoKe's two-view loss, hard previous-epoch labels mixed with the
+  other view's soft labels.
 * :func:`tanh_clip`, :func:`nce_global_local`, :func:`nce_local_local` and :func:`amdim_loss`:
   AMDIM's multiscale noise-contrastive estimation between two views.
 
@@ -19,7 +21,7 @@ representation learning" (SeLa), ICLR 2020.
 M. Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
 Assignments" (SwAV), NeurIPS 2020; ``facebookresearch/swav`` ``main_swav.py``.
 Q. Qian et al., "Unsupervised Visual Representation Learning by Online Constrained K-Means"
-(CoKe), CVPR 2022; ``idstcv/CoKe`` ``coke/builder_single_view.py``.
+(CoKe), CVPR 2022; ``idstcv/CoKe`` ``coke/builder_single_view.py``, ``main_double_view.py``.
 P. Bachman, R. D. Hjelm, W. Buchwalter, "Learning Representations by Maximizing Mutual
 Information Across Views" (AMDIM), NeurIPS 2019; ``Philip-Bachman/amdim-public`` ``costs.py``.
 """
@@ -36,6 +38,7 @@ __all__ = [
     "pseudo_label_loss",
     "soft_cross_entropy",
     "swav_loss",
+    "coke_two_view_loss",
     "tanh_clip",
     "nce_global_local",
     "nce_local_local",
@@ -168,6 +171,37 @@ def swav_multicrop_loss(scores: list[torch.Tensor], codes: list[torch.Tensor], t
         sub = sum(soft_cross_entropy(z, q, temperature) for v, z in enumerate(scores) if v != i)
         total = total + sub / (len(scores) - 1)
     return total / len(codes)
+
+
+def coke_two_view_loss(
+    pred: Sequence[torch.Tensor], proj: Sequence[torch.Tensor], labels: torch.Tensor, alpha: float = 0.2
+) -> torch.Tensor:
+    r"""CoKe's two-view loss for one clustering (Qian et al. 2022; ``idstcv/CoKe`` ``main_double_view.py``).
+
+    ``pred = (p_1, p_2)`` and ``proj = (j_1, j_2)`` are the logits :math:`\hat x^\top \bar c_k / T`
+    of the predictor and of the projection of views 1 and 2 against the previous epoch's centres;
+    ``labels`` the previous epoch's hard labels. With :math:`s_v = \operatorname{softmax}(j_v)`
+    (no gradient) and :math:`\bar v` the other view,
+
+    .. math:: \mathcal L = \frac14 \sum_{v=1}^{2} \sum_{z \in \{p_v, j_v\}}
+              \alpha\, \mathrm{CE}(z, y) + (1 - \alpha)\, \mathrm{CE}(z, s_{\bar v}),
+
+    the mean over the four logits of the reference's ``loss_pred + loss_proj`` (its factor
+    ``0.5 / (2 * num_head)`` over the sum of the heads' terms; average this over the heads).
+    ``alpha`` 0.2 as ``--coke-alpha``; ``alpha = 1``: hard labels only.
+    """
+    (p1, p2), (j1, j2) = pred, proj
+    for x, name in ((p1, "pred[0]"), (p2, "pred[1]"), (j1, "proj[0]"), (j2, "proj[1]")):
+        _check_2d(x, name)
+    with torch.no_grad():
+        s1, s2 = F.softmax(j1.float(), dim=1), F.softmax(j2.float(), dim=1)
+    total = p1.new_zeros((), dtype=torch.float32)
+    for z, other in ((p1, s2), (j1, s2), (p2, s1), (j2, s1)):
+        z = z.float()
+        hard = F.cross_entropy(z, labels)
+        soft = -(F.log_softmax(z, dim=1) * other).sum(1).mean()
+        total = total + alpha * hard + (1.0 - alpha) * soft
+    return total / 4
 
 
 def tanh_clip(x: torch.Tensor, clip: float = 20.0) -> torch.Tensor:

@@ -140,7 +140,8 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int)
     allowed = ", ".join(_flag(k) for k in MAY_CHANGE if k not in ("resume", "overwrite"))
     # options compared as used (the recipe's or solver's default filled in), not as given
     compare = [k for k in now if k not in MAY_CHANGE and k not in ("method", "n_clusters", "optimizer", "lr",
-                                                                 "relabel_every", "temperature", "solver_opt")]
+                                                                 "relabel_every", "temperature", "solver_opt",
+                                                                 "n_heads")]
     for key in compare:
         old = saved.get(key, now[key] if key in resolved else defaults.get(key))
         if isinstance(old, attrs.Factory):
@@ -148,7 +149,7 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int)
         if old != now[key]:
             name = {"recipe": "method", "n_clusters_used": "n_clusters", "optimizer_used": "optimizer",
                     "lr_used": "lr", "relabel_every_used": "relabel_every", "temperature_used": "temperature",
-                    "solver_options_used": "solver_opt"}.get(key, key)
+                    "solver_options_used": "solver_opt", "n_heads_used": "n_heads"}.get(key, key)
             raise TrainError(f"--resume: {_flag(name)} was {old!r} in the checkpoint, found {now[key]!r}: it changes "
                              f"the experiment (may change: {allowed}; --epochs only upwards); "
                              "use another --out for a new run")

@@ -42,6 +42,11 @@ def _below_one(value) -> None:
         raise TrainError(f"holdout: expected a fraction in [0, 1), found {value!r}")
 
 
+def _at_most_one(attribute, value) -> None:
+    if not value <= 1:
+        raise TrainError(f"{attribute.name}: expected a weight in [0, 1], found {value!r}")
+
+
 def _opts(value) -> dict:
     return dict(value or {})
 
@@ -83,6 +88,7 @@ class TrainConfig:
     hidden_dim: int = attrs.field(default=512, validator=_at_least(0))
     pca_dim: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     iic_lamb: float = attrs.field(default=1.2, validator=_at_least(1e-6))
+    coke_alpha: float = attrs.field(default=0.2, validator=[_at_least(0), lambda i, a, v: _at_most_one(a, v)])
     amdim_weight: float = attrs.field(default=0.0, validator=_at_least(0))
     amdim_clip: float = attrs.field(default=20.0, validator=_at_least(1e-6))
     amdim_reg: float = attrs.field(default=0.05, validator=_at_least(0))
@@ -123,6 +129,15 @@ class TrainConfig:
         if self.temperature is not None:
             return self.temperature
         return recipe_entry(self.recipe).cls.default_temperature
+
+    @property
+    def n_heads_used(self) -> int:
+        """``--n-heads`` when given, else the recipe's ``default_heads``."""
+        from ..registry.manager import recipe_entry
+
+        if self.n_heads is not None:
+            return self.n_heads
+        return recipe_entry(self.recipe).cls.default_heads
 
     @property
     def relabel_every_used(self) -> float:
@@ -213,7 +228,8 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "recipes'; default: the solver's default_recipe: sinkhorn-gpu->swav, sinkhorn-pot/lp->sela, "
      "kmeans->deepcluster, coke->coke, iic->iic; other score solvers->sela, feature solvers->deepcluster)"),
     ("n_clusters", int, "K", "number of clusters K (default: number of classes when labels are known, else 10)"),
-    ("n_heads", int, "H", "cluster sub-heads (SeLa/IIC; default 1, IIC 5)"),
+    ("n_heads", int, "H", "cluster sub-heads (SeLa/IIC: H heads of K clusters; CoKe: H clusterings of K, "
+     "2K, ..., HK clusters, as the paper's three) (default: the recipe's: sela 1, iic 5, coke 3)"),
     ("overcluster", int, "K2", "clusters of IIC's over-clustering head (default 5K; iic only)"),
     ("epochs", int, "E", "number of epochs (default: 50,000 images' worth, between 10 and 30: "
      "10 for 5,000+ images, 28 for the 1,797 digits)"),
@@ -239,6 +255,8 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "min(feature width / 8, 2K))), at most the width and N - 1)"),
     ("iic_lamb", float, "L", "IIC: entropy weight lambda of the MI loss (1 = plain MI, the paper's at "
      "batch 700 x 5 views; default 1.2 at 128 x 4: docs/training.md)"),
+    ("coke_alpha", float, "A", "CoKe: weight of the cross-entropy against the hard previous-epoch labels; "
+     "1 - A goes to the soft labels of the other view (the paper's --coke-alpha 0.2)"),
     ("amdim_weight", float, "W", "weight of the AMDIM multiscale NCE term added to the recipe's loss "
      "(with --method amdim: 1 when not given)"),
     ("amdim_clip", float, "C", "AMDIM: soft clipping c*tanh(s/c) of the NCE scores"),

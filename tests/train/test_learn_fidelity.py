@@ -334,37 +334,79 @@ def test_swav_recipe_uses_the_solvers_trusted_codes_on_gathered_rows():
 
 
 # ----------------------------------------------------------------------------- CoKe
-def test_coke_assigns_the_first_view_and_trains_the_second_views_predictor():
-    # CoKe's two-view variant: the online assignment sees view 1 only; the cross-entropy is the
-    # previous-epoch centres' classifier on view 2's predictor output, against view 1's targets
-    import torch.nn.functional as F
+def _coke_reference(pred, proj, y, alpha):
+    # idstcv/CoKe main_double_view.py, written out in float64 numpy for one head: alpha * CE on the
+    # hard labels + (1 - alpha) * CE on the other view's softmax(proj), over pred/proj of both views,
+    # times 0.5 / (2 * num_head) = 1/4
+    def logsm(z):
+        z = z - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+    p1, p2, j1, j2 = (t.detach().double().numpy() for t in (*pred, *proj))
+    s1, s2 = np.exp(logsm(j1)), np.exp(logsm(j2))
+    y = y.numpy()
+    total = 0.0
+    for z, other in ((p1, s2), (p2, s1), (j1, s2), (j2, s1)):
+        lz = logsm(z)
+        total += alpha * -lz[np.arange(len(y)), y].mean() + (1 - alpha) * -(other * lz).sum(1).mean()
+    return total / 4
 
+
+def test_coke_two_view_loss_is_the_reference_and_the_soft_labels_carry_no_gradient():
+    from assignsolve.objectives import coke_two_view_loss
+
+    g = torch.Generator().manual_seed(3)
+    p1, p2, j1, j2 = (torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(4))
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    for alpha in (0.2, 1.0, 0.0):
+        loss = coke_two_view_loss((p1, p2), (j1, j2), y, alpha)
+        assert float(loss.detach()) == pytest.approx(_coke_reference((p1, p2), (j1, j2), y, alpha), rel=1e-6)
+    loss = coke_two_view_loss((p1, p2), (j1, j2), y, 0.2)
+    loss.backward()
+    # d/d j1 only through j1's own two terms: (softmax(j1) - 0.2 onehot(y) - 0.8 softmax(j2)) / (4 B);
+    # a soft label with a gradient would add softmax(j1)'s Jacobian times p2's and j2's log-probs
+    onehot = F.one_hot(y, 4).double()
+    expected = (F.softmax(j1, 1) - 0.2 * onehot - 0.8 * F.softmax(j2, 1)).detach() / (4 * 6)
+    torch.testing.assert_close(j1.grad.double(), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_coke_assigns_the_first_view_in_every_clustering_and_trains_both_views():
+    # CoKe's two-view variant: the online assignment sees view 1 only (with 'grey' views the clean
+    # image); the loss is the mean over the clusterings (K and 2K clusters) of the reference's
+    # two-view loss against the previous-epoch centres of each
     from assignsolve.ops.dist import Dist
     from assignsolve.train.recipes import CoKeRecipe
 
     torch.manual_seed(0)
-    cfg = TrainConfig(solver="coke", proj_dim=8, temperature=0.1)
+    cfg = TrainConfig(solver="coke", proj_dim=8, temperature=0.1, n_heads=2, coke_alpha=0.3)
     recipe = CoKeRecipe(cfg, 3, 12, 16, Assigner(cfg, "coke"), Dist(), torch.device("cpu"))
-    assert CoKeRecipe.two_views
-    seen = {}
-    fit = recipe.bank.partial_fit
-
-    def spy(z, idx):
-        seen["z"], seen["idx"] = z.clone(), idx.clone()
-        return fit(z, idx)
-    recipe.bank.partial_fit = spy
+    assert CoKeRecipe.two_views and [b.n_clusters for b in recipe.banks] == [3, 6]
+    assert recipe.bank is recipe.banks[0]
+    assert CoKeRecipe.default_heads == 3 and TrainConfig(solver="coke").n_heads_used == 3
+    seen = []
+    for bank in recipe.banks:
+        def spy(z, idx, fit=bank.partial_fit):
+            seen.append((z.clone(), idx.clone()))
+            return fit(z, idx)
+        bank.partial_fit = spy
+    for bank in recipe.banks:  # previous-epoch centres apart from the current ones, as after an epoch
+        bank.state.previous_centres = F.normalize(torch.randn_like(bank.state.centres), dim=1)
     idx = torch.arange(4)
-    out1 = {"z": torch.randn(8, 8), "pred": torch.randn(8, 8)}  # 2 'grey' repeats of 4 images
+    out1 = {"z": torch.randn(8, 8), "pred": torch.randn(8, 8)}  # the clean rows, repeated for 2 repeats
+    out1 = {k: torch.cat([v[:4], v[:4]]) for k, v in out1.items()}
     out2 = {"z": torch.randn(8, 8), "pred": torch.randn(8, 8, requires_grad=True)}
     loss, y = recipe.loss(None, out1, out2, idx)
-    torch.testing.assert_close(seen["z"], out1["z"][:4])
-    assert torch.equal(seen["idx"], idx) and torch.equal(y[:4], y[4:])
-    targets = recipe.bank.targets(idx).repeat(2)
-    expected = float(F.cross_entropy(recipe.bank.logits(out2["pred"].float(), 0.1), targets))
-    wrong_view = float(F.cross_entropy(recipe.bank.logits(out1["pred"].float(), 0.1), targets))
-    assert float(loss) == pytest.approx(expected, rel=1e-6) and abs(expected - wrong_view) > 1e-3
+    assert len(seen) == 2 and all(torch.equal(z, out1["z"][:4]) and torch.equal(i, idx) for z, i in seen)
+    expected = 0.0
+    for bank in recipe.banks:
+        c = bank.state.previous_centres
+        lg = [F.normalize(out[k], dim=1) @ c.T / 0.1 for k in ("pred", "z") for out in (out1, out2)]
+        expected += _coke_reference(lg[:2], lg[2:], bank.targets(idx).repeat(2), 0.3) / 2
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    assert torch.equal(y, recipe.banks[0].targets(idx).repeat(2))
     loss.backward()
     assert out2["pred"].grad is not None and float(out2["pred"].grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="expected 2 clusterings"):
+        recipe.load_state_dict({"bank": recipe.bank.state_dict()})  # a single-bank state from before
 
 
 def test_coke_read_out_starts_from_the_runs_centres():

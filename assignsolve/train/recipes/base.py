@@ -40,6 +40,8 @@ class Recipe:
     solver_defaults: ClassVar[Mapping[str, Any]] = {}
     #: ``--temperature`` when not given (SwAV's swapped prediction, CoKe's classifier)
     default_temperature: ClassVar[float] = 0.1
+    #: ``--n-heads`` when not given (recipes with several cluster heads or clusterings)
+    default_heads: ClassVar[int] = 1
     #: ``--relabel-every`` when not given (recipes that re-label the whole dataset)
     default_relabel_every: ClassVar[float] = 1.0
     #: weight of the AMDIM term when ``--amdim-weight`` is not given (> 0 adds AMDIM's heads)

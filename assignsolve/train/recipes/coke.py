@@ -1,4 +1,4 @@
-"""CoKe (Qian et al., CVPR 2022): online constrained k-means, previous-epoch targets."""
+"""CoKe (Qian et al., CVPR 2022): online constrained k-means, previous-epoch targets, two views."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ...heads import ProjectionHead
 from .base import Recipe
 from ...ops.centroids import coke_centre_step
 from ...ops.dist import gather_rows
+from ...objectives import coke_two_view_loss
 
 
 class _BatchBank:
@@ -65,11 +66,13 @@ class _BatchBank:
 
 
 class CoKeRecipe(Recipe):
-    """Qian et al., CVPR 2022: online assignment per batch, CE against previous-epoch targets."""
+    """Qian et al., CVPR 2022: online assignment per batch, previous-epoch targets, two-view loss."""
 
     name: ClassVar[str] = "coke"
-    #: CoKe's two-view variant: one view is assigned, the other predicts its label
+    #: CoKe's two-view variant: both views predict the labels and each other's soft labels
     two_views: ClassVar[bool] = True
+    #: the paper's three clusterings (``--coke-k 3000 4000 5000``); here K, 2K, 3K, the first read out
+    default_heads: ClassVar[int] = 3
 
     def build_heads(self):
         # as idstcv/CoKe: the projection ends in BatchNorm (unit rows spread over the sphere, so
@@ -82,30 +85,47 @@ class CoKeRecipe(Recipe):
         super().__init__(*a, **kw)
         solver = self.assign.solver
         self.online = isinstance(solver, OnlineSolver)  # the solver brings its own online state
-        if self.online:
-            self.bank = solver.online(self.n, self.cfg.proj_dim, self.k, device=self.device)
-        else:
-            self.bank = _BatchBank(self.assign, self.n, self.cfg.proj_dim, self.k, self.device, self.cfg.seed)
+        d = self.cfg.proj_dim
+        self.banks = []
+        for h in range(self.cfg.n_heads_used):  # clustering h has (h + 1) K clusters
+            k = (h + 1) * self.k
+            if self.online:  # the first as before (the solver's seed); the others their own draws
+                init = None if h == 0 else torch.randn(k, d, generator=torch.Generator().manual_seed(self.cfg.seed + h))
+                self.banks.append(solver.online(self.n, d, k, device=self.device, init_centroids=init))
+            else:
+                self.banks.append(_BatchBank(self.assign, self.n, d, k, self.device, self.cfg.seed + h))
+
+    @property
+    def bank(self):
+        """The first clustering (K clusters): the one read out."""
+        return self.banks[0]
 
     def loss(self, ctx, out1, out2, idx):
-        """The first view (with 'grey' views: the clean image) is assigned online; the second
-        view's predictor is trained on the targets (CoKe's multi-view variant, Qian et al. 2022),
-        each augmented repeat against its image's target."""
-        z = out1["z"][: idx.shape[0]]  # the first view's rows (the loop repeats them per 'grey' repeat)
+        """The first view (with 'grey' views: the clean image) is assigned online in every
+        clustering; both views' projections and predictors are trained on the previous epoch's
+        labels and on the other view's soft labels (:func:`~assignsolve.objectives.coke_two_view_loss`),
+        each augmented repeat against its image's clean view."""
+        b = idx.shape[0]
+        z = out1["z"][:b]  # the first view's rows (the loop repeats them per 'grey' repeat)
         idx_all = gather_rows(idx.to(self.device), self.dist)
         with torch.no_grad():
             z_all = gather_rows(z.detach().float(), self.dist)
             if self.online:
                 self.assign.calls += 1
-            self.bank.partial_fit(z_all, idx_all)
-            y = self.bank.targets(idx.to(self.device))
-        pred = out2["pred"]
-        y = y.repeat(pred.shape[0] // y.shape[0])
-        logits = self.bank.logits(pred.float(), self.cfg.temperature_used)
-        return F.cross_entropy(logits, y), y
+            targets = []
+            for bank in self.banks:
+                bank.partial_fit(z_all, idx_all)
+                targets.append(bank.targets(idx.to(self.device)).repeat(out2["pred"].shape[0] // b))
+        t = self.cfg.temperature_used
+        total = 0.0
+        for bank, y in zip(self.banks, targets):
+            logits = [bank.logits(out[key].float(), t) for key in ("pred", "z") for out in (out1, out2)]
+            total = total + coke_two_view_loss(logits[:2], logits[2:], y, self.cfg.coke_alpha)
+        return total / len(self.banks), targets[0]
 
     def end_epoch(self, ctx, epoch):
-        self.bank.end_epoch()
+        for bank in self.banks:
+            bank.end_epoch()
 
     def eval_problem(self, outputs):
         z = outputs["z"].float()
@@ -120,7 +140,11 @@ class CoKeRecipe(Recipe):
         return self.bank.logits(outputs["pred"]).argmax(1)
 
     def state_dict(self):
-        return {"bank": self.bank.state_dict()}
+        return {"banks": [bank.state_dict() for bank in self.banks]}
 
     def load_state_dict(self, state):
-        self.bank.load_state_dict(state["bank"])
+        if "banks" not in state or len(state["banks"]) != len(self.banks):
+            found = len(state["banks"]) if "banks" in state else "1 (saved before CoKe had several)"
+            raise ValueError(f"CoKe: expected {len(self.banks)} clusterings (--n-heads), found {found}")
+        for bank, saved in zip(self.banks, state["banks"]):
+            bank.load_state_dict(saved)

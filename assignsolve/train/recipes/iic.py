@@ -23,6 +23,8 @@ class IICRecipe(Recipe):
 
     name: ClassVar[str] = "iic"
     two_views: ClassVar[bool] = True
+    #: the authors' five sub-heads (``--num_sub_heads 5``)
+    default_heads: ClassVar[int] = 5
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -31,7 +33,7 @@ class IICRecipe(Recipe):
 
     def build_heads(self):
         # input BN only on globally pooled (all-positive, one dominant direction) features
-        heads = ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads or 5,
+        heads = ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads_used,
                              overcluster=self.cfg.overcluster or 5 * self.k, input_bn=self.pooled_features)
         # PyTorch's default Linear init, as IIC's heads: with DeepCluster's N(0, 0.01^2) init every
         # softmax starts uniform, where the MI and its gradient vanish (the run stalls collapsed).
