@@ -69,3 +69,28 @@ def test_compare_run_dir_and_bad_checkpoints(run_dir, tmp_path, capsys):
     assert code == 2 and "refused to load objects other than tensors" in err and len(err.strip().splitlines()) == 1
     code, _, err = _main(capsys, "embed", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x.npz"))
     assert code == 2 and "run folder" in err
+
+
+def test_a_saved_run_is_rebuilt_with_the_heads_it_had_not_todays_default(tmp_path):
+    # config.json records n_heads_used: a run made when the recipe's default was 2 heads (here:
+    # --n-heads 2, then the flag erased as if it had been the default) is rebuilt with 2, and
+    # without that record the rebuilt model (1 head) does not fit and is refused
+    from assignsolve.core.errors import TrainError
+    from assignsolve.train.config import config_from_args
+    from assignsolve.train.loop import run
+    from assignsolve.train.saved import load_run
+
+    out = tmp_path / "r"
+    run(config_from_args({"data": "digits", "limit": 60, "epochs": 1, "batch_size": 30, "progress": False,
+                          "out": str(out), "device": "cpu", "solver": "sinkhorn-pot", "n_heads": 2}))
+    path = out / "config.json"
+    config = json.loads(path.read_text())
+    assert config["n_heads_used"] == 2
+    config["n_heads"] = None
+    path.write_text(json.dumps(config))
+    saved = load_run(out, (1, 8, 8), 60, torch.device("cpu"))
+    assert saved.cfg.n_heads == 2 and len(saved.trained.model.heads["cluster"].heads) == 2
+    del config["n_heads_used"]
+    path.write_text(json.dumps(config))
+    with pytest.raises(TrainError, match="expected the encoder/heads"):
+        load_run(out, (1, 8, 8), 60, torch.device("cpu"))

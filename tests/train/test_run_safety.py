@@ -172,6 +172,7 @@ def test_resume_keeps_the_solver_counters(run_copy):
     ("--limit", "40", "48"), ("--solver-opt", "epsilon=0.1", "epsilon"), ("--augment", "strong", "default"),
     ("--queue-size", "8", "0"), ("--lr", "0.1", "0.001"), ("--optimizer", "sgd", "adam"), ("--seed", "1", "0"),
     ("--n-clusters", "5", "10"), ("--image-size", "16", "None"), ("--batch-size", "8", "16"),
+    ("--n-heads", "2", "1"),  # compared as used: the recipe's default_heads when --n-heads was not given
 ])
 def test_resume_refuses_an_option_that_changes_the_experiment(run_copy, capsys, flag, value, old):
     before = _digest(run_copy)
@@ -188,6 +189,7 @@ def test_resume_refuses_a_default_that_changed_since_the_run(run_copy, capsys):
     # solver options were (no 'solver_options_used') is checked against its solver record
     saved = json.loads((run_copy / "config.json").read_text())
     assert saved["solver_options_used"]["max_iter"] == 10 and saved["temperature_used"] == 0.25
+    assert saved["n_heads"] is None and saved["n_heads_used"] == 1
     assert _main(run_copy, "--resume", "--temperature", "0.25", "--solver-opt", "max_iter=10", epochs=2) == 0
     path = run_copy / "checkpoint.pt"
     ckpt = torch.load(path, weights_only=True)
