@@ -132,6 +132,24 @@ class OnlineCoke:
         s.step += 1
         return labels
 
+    @property
+    def started(self) -> bool:
+        """Whether a mini-batch has been assigned (:meth:`start_from` is refused from then on)."""
+        return self.state.step > 0
+
+    @torch.no_grad()
+    def start_from(self, centres: torch.Tensor) -> None:
+        """Replace the initial centres [K, D] (normalised here; also the first epoch's
+        ``previous_centres``) before the first :meth:`partial_fit`."""
+        if self.started:
+            raise ValueError("start_from: expected a run that has seen no mini-batch, found "
+                             f"{self.state.step} seen")
+        c = torch.as_tensor(centres).detach()
+        if tuple(c.shape) != (self.n_clusters, self.dim):
+            raise ValueError(f"centres: expected shape {(self.n_clusters, self.dim)}, found {tuple(c.shape)}")
+        c = F.normalize(c.to(device=self.device, dtype=self.dtype), dim=1)
+        self.state.centres, self.state.previous_centres = c, c.clone()
+
     @torch.no_grad()
     def end_epoch(self) -> None:
         """Current labels/centres become the targets; per-epoch counts restart at 0."""

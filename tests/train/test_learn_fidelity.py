@@ -382,6 +382,8 @@ def test_coke_assigns_the_first_view_in_every_clustering_and_trains_both_views()
     assert CoKeRecipe.two_views and [b.n_clusters for b in recipe.banks] == [3, 6]
     assert recipe.bank is recipe.banks[0]
     assert CoKeRecipe.default_heads == 3 and TrainConfig(solver="coke").n_heads_used == 3
+    warm = {"z": torch.randn(8, 8), "pred": torch.randn(8, 8)}  # a first batch (it seeds the centres)
+    recipe.loss(None, warm, {k: v.clone() for k, v in warm.items()}, torch.arange(4, 12))
     seen = []
     for bank in recipe.banks:
         def spy(z, idx, fit=bank.partial_fit):
@@ -458,3 +460,35 @@ def test_lr_schedule_sets_swavs_cosine_every_step_and_constant_by_default(tmp_pa
         TrainConfig(lr_schedule="step")
     with pytest.raises(ValueError, match="lr_schedule: expected one of"):  # a plugin recipe's bad default
         scheduled_lr(0.4, "step", 0.5)
+
+
+def test_coke_starts_every_clustering_from_rows_of_the_first_batch():
+    # the first batch's projections become the initial centres (and the first epoch's classifier),
+    # K distinct rows for K clusters; later batches do not re-seed; a batch smaller than K keeps
+    # the random directions
+    from assignsolve.ops.dist import Dist
+    from assignsolve.train.recipes import CoKeRecipe
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(solver="coke", proj_dim=8, n_heads=2)
+    recipe = CoKeRecipe(cfg, 3, 40, 16, Assigner(cfg, "coke"), Dist(), torch.device("cpu"))
+    z = torch.randn(10, 8)
+    out = {"z": z, "pred": torch.randn(10, 8)}
+    recipe.loss(None, out, {k: v.clone() for k, v in out.items()}, torch.arange(10))
+    unit = F.normalize(z, dim=1)
+    for bank, k in zip(recipe.banks, (3, 6)):
+        c = bank.state.previous_centres
+        match = (c @ unit.T).isclose(torch.tensor(1.0), atol=1e-5)  # each centre is one of the rows
+        assert c.shape == (k, 8) and bool((match.sum(1) == 1).all()) and len(set(match.int().argmax(1).tolist())) == k
+    first = recipe.bank.state.previous_centres.clone()
+    recipe.loss(None, {"z": torch.randn(10, 8), "pred": torch.randn(10, 8)},
+                {"z": torch.randn(10, 8), "pred": torch.randn(10, 8)}, torch.arange(10, 20))
+    assert torch.equal(recipe.bank.state.previous_centres, first)
+    with pytest.raises(ValueError, match="seen no mini-batch"):
+        recipe.bank.start_from(first)
+    small = CoKeRecipe(cfg, 3, 40, 16, Assigner(cfg, "coke"), Dist(), torch.device("cpu"))
+    random = [b.state.previous_centres.clone() for b in small.banks]
+    small.loss(None, {"z": torch.randn(4, 8), "pred": torch.randn(4, 8)},
+               {"z": torch.randn(4, 8), "pred": torch.randn(4, 8)}, torch.arange(4))
+    assert not torch.equal(small.banks[0].state.previous_centres, random[0])  # 4 rows >= K = 3
+    assert torch.equal(small.banks[1].state.previous_centres, random[1])  # 4 rows < 2K = 6

@@ -43,6 +43,19 @@ class _BatchBank:
         self.labels[indices] = y
         return y
 
+    @property
+    def n_clusters(self) -> int:
+        return self.k
+
+    @property
+    def started(self) -> bool:
+        return bool((self.labels >= 0).any())
+
+    @torch.no_grad()
+    def start_from(self, centres):
+        self.centres = F.normalize(centres.float(), dim=1).to(self.centres.device)
+        self.previous_centres = self.centres.clone()
+
     @torch.no_grad()
     def end_epoch(self):
         self.previous_labels = self.labels.clone()
@@ -63,6 +76,15 @@ class _BatchBank:
     def load_state_dict(self, state):
         for k, v in state.items():
             setattr(self, k, v.to(self.labels.device))
+
+
+def sample_rows(x: torch.Tensor, k: int, seed: int) -> torch.Tensor | None:
+    """``k`` distinct rows of ``x`` drawn with ``seed`` (k-means' ``init='samples'``), or None
+    when ``x`` has fewer than ``k`` rows."""
+    if x.shape[0] < k:
+        return None
+    pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:k]
+    return x[pick.to(x.device)]
 
 
 class CoKeRecipe(Recipe):
@@ -89,7 +111,8 @@ class CoKeRecipe(Recipe):
         self.banks = []
         for h in range(self.cfg.n_heads_used):  # clustering h has (h + 1) K clusters
             k = (h + 1) * self.k
-            if self.online:  # the first as before (the solver's seed); the others their own draws
+            # random directions (the reference's init) until the first batch's rows replace them
+            if self.online:
                 init = None if h == 0 else torch.randn(k, d, generator=torch.Generator().manual_seed(self.cfg.seed + h))
                 self.banks.append(solver.online(self.n, d, k, device=self.device, init_centroids=init))
             else:
@@ -112,6 +135,11 @@ class CoKeRecipe(Recipe):
             z_all = gather_rows(z.detach().float(), self.dist)
             if self.online:
                 self.assign.calls += 1
+            if not self.bank.started:  # centres from the first batch's rows, not random directions
+                for h, bank in enumerate(self.banks):
+                    rows = sample_rows(z_all, bank.n_clusters, self.cfg.seed + h)
+                    if rows is not None:
+                        bank.start_from(rows)
             targets = []
             for bank in self.banks:
                 bank.partial_fit(z_all, idx_all)
