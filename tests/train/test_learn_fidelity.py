@@ -492,3 +492,17 @@ def test_coke_starts_every_clustering_from_rows_of_the_first_batch():
                {"z": torch.randn(4, 8), "pred": torch.randn(4, 8)}, torch.arange(4))
     assert not torch.equal(small.banks[0].state.previous_centres, random[0])  # 4 rows >= K = 3
     assert torch.equal(small.banks[1].state.previous_centres, random[1])  # 4 rows < 2K = 6
+
+
+def test_coke_seed_rows_spread_over_the_groups_as_kmeanspp():
+    # three tight groups around orthogonal directions: k-means++ takes one row of each at every
+    # seed (uniform draws of 3 of 90 rows would put two in one group 7 times in 9)
+    from assignsolve.train.recipes.coke import seed_rows
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.eye(8)[[0, 3, 5]].repeat_interleave(30, 0) * 4 + 0.01 * torch.randn(90, 8, generator=g)
+    for seed in range(5):
+        rows = seed_rows(x, 3, seed)
+        torch.testing.assert_close(rows.norm(dim=1), torch.ones(3))
+        assert sorted(rows.argmax(1).tolist()) == [0, 3, 5]
+    assert seed_rows(x[:2], 3, 0) is None

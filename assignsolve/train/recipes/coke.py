@@ -13,7 +13,7 @@ from ...core.solver import OnlineSolver
 from ..assigner import Assigner
 from ...heads import ProjectionHead
 from .base import Recipe
-from ...ops.centroids import coke_centre_step
+from ...ops.centroids import coke_centre_step, init_centroids
 from ...ops.dist import gather_rows
 from ...objectives import coke_two_view_loss
 
@@ -78,13 +78,13 @@ class _BatchBank:
             setattr(self, k, v.to(self.labels.device))
 
 
-def sample_rows(x: torch.Tensor, k: int, seed: int) -> torch.Tensor | None:
-    """``k`` distinct rows of ``x`` drawn with ``seed`` (k-means' ``init='samples'``), or None
-    when ``x`` has fewer than ``k`` rows."""
+def seed_rows(x: torch.Tensor, k: int, seed: int) -> torch.Tensor | None:
+    """``k`` rows of ``x`` (L2-normalised) chosen by k-means++ with ``seed`` (the ``kmeans``
+    solver's seeding, :func:`~assignsolve.ops.centroids.init_centroids`), or None when ``x`` has
+    fewer than ``k`` rows."""
     if x.shape[0] < k:
         return None
-    pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:k]
-    return x[pick.to(x.device)]
+    return init_centroids(F.normalize(x.float(), dim=1), k, "kmeans++", torch.Generator().manual_seed(seed))
 
 
 class CoKeRecipe(Recipe):
@@ -135,9 +135,9 @@ class CoKeRecipe(Recipe):
             z_all = gather_rows(z.detach().float(), self.dist)
             if self.online:
                 self.assign.calls += 1
-            if not self.bank.started:  # centres from the first batch's rows, not random directions
+            if not self.bank.started:  # centres: k-means++ rows of the first batch, not random directions
                 for h, bank in enumerate(self.banks):
-                    rows = sample_rows(z_all, bank.n_clusters, self.cfg.seed + h)
+                    rows = seed_rows(z_all, bank.n_clusters, self.cfg.seed + h)
                     if rows is not None:
                         bank.start_from(rows)
             targets = []
