@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from .errors import ConfigError
 
-__all__ = ["above", "at_least", "choice", "is_bool", "is_int"]
+__all__ = ["above", "at_least", "at_most", "choice", "is_bool", "is_int"]
 
 
 def choice(options: Iterable, optional: bool = False, error: type[Exception] = ConfigError):
@@ -35,6 +35,17 @@ def at_least(minimum, optional: bool = False, error: type[Exception] = ConfigErr
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
         if not ok:
             raise error(f"{attribute.name}: expected a number >= {minimum}, found {value!r}")
+    return check
+
+
+def at_most(maximum, optional: bool = False, error: type[Exception] = ConfigError):
+    """Value must be a real number (not a bool) ``<= maximum`` (or None when ``optional``)."""
+    def check(instance, attribute, value):
+        if optional and value is None:
+            return
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value <= maximum
+        if not ok:
+            raise error(f"{attribute.name}: expected a number <= {maximum}, found {value!r}")
     return check
 
 

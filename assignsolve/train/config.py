@@ -14,7 +14,7 @@ import attrs
 
 from ..core.errors import TrainError
 from ..cli.options import parse_kv, parse_value  # noqa: F401  (parse_value: re-exported)
-from ..core.validators import at_least, choice, is_int
+from ..core.validators import at_least, at_most, choice, is_int
 from ..registry.manager import solver_entry
 
 
@@ -24,6 +24,7 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 _at_least = functools.partial(at_least, error=TrainError)
+_at_most = functools.partial(at_most, error=TrainError)
 _choice = functools.partial(choice, error=TrainError)
 
 
@@ -40,11 +41,6 @@ def _registered_recipe(instance, attribute, value):
 def _below_one(value) -> None:
     if not value < 1:
         raise TrainError(f"holdout: expected a fraction in [0, 1), found {value!r}")
-
-
-def _at_most_one(attribute, value) -> None:
-    if not value <= 1:
-        raise TrainError(f"{attribute.name}: expected a weight in [0, 1], found {value!r}")
 
 
 def _opts(value) -> dict:
@@ -88,7 +84,7 @@ class TrainConfig:
     hidden_dim: int = attrs.field(default=512, validator=_at_least(0))
     pca_dim: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     iic_lamb: float = attrs.field(default=1.2, validator=_at_least(1e-6))
-    coke_alpha: float = attrs.field(default=0.2, validator=[_at_least(0), lambda i, a, v: _at_most_one(a, v)])
+    coke_alpha: float = attrs.field(default=0.2, validator=[_at_least(0), _at_most(1)])
     amdim_weight: float = attrs.field(default=0.0, validator=_at_least(0))
     amdim_clip: float = attrs.field(default=20.0, validator=_at_least(1e-6))
     amdim_reg: float = attrs.field(default=0.05, validator=_at_least(0))

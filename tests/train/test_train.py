@@ -242,6 +242,11 @@ def test_bad_flags_give_clear_errors(tmp_path, capsys):
         TrainConfig(method="simclr")
     with pytest.raises(TrainError, match="epochs: expected a number >= 1, found 0"):
         TrainConfig(epochs=0)
+    with pytest.raises(TrainError, match="coke_alpha: expected a number <= 1, found 1.5"):
+        TrainConfig(coke_alpha=1.5)
+    with pytest.raises(TrainError, match="coke_alpha: expected a number >= 0, found -0.1"):
+        TrainConfig(coke_alpha=-0.1)
+    assert TrainConfig(coke_alpha=1).coke_alpha == 1 and TrainConfig(coke_alpha=0).coke_alpha == 0
     rc = cli.main(["run", "--solver", "nope", "--out", str(tmp_path), "--no-progress"])
     assert rc == 2 and "unknown solver 'nope'" in capsys.readouterr().err
 

@@ -53,6 +53,8 @@ class _BatchBank:
 
     @torch.no_grad()
     def start_from(self, centres):
+        if self.started:  # as OnlineCoke.start_from
+            raise ValueError("start_from: expected a run that has seen no mini-batch, found labelled samples")
         self.centres = F.normalize(centres.float(), dim=1).to(self.centres.device)
         self.previous_centres = self.centres.clone()
 
