@@ -243,7 +243,7 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "epoch; DeepCluster's --reassign, with a fresh top layer each time, relabels at epoch starts only) "
      "(default: the recipe's: sela 0.5, deepcluster 1)"),
     ("temperature", float, "T", "softmax temperature of SwAV's swapped prediction and CoKe's classifier "
-     "(default: the recipe's: swav 0.25, coke 0.1)"),
+     "(default: the recipe's: swav 0.25, coke 0.2)"),
     ("queue_size", int, "Q", "SwAV: queue of the last Q embeddings added to the solver's problem (0: none)"),
     ("proj_dim", int, "D", "projection / prototype dimension (SwAV, CoKe, AMDIM)"),
     ("hidden_dim", int, "D", "hidden width of the projection MLP (0: linear)"),

@@ -212,5 +212,6 @@ def test_builtin_solvers_declare_their_recipes():
         "sinkhorn-pot": "sela"}
     assert reg.solvers["sinkhorn-gpu"].recipe_options == {"sela": {"epsilon": 0.1}, "swav": {"mode": "swav", "epsilon": 0.05, "max_iter": 10}}
     assert reg.solvers["kmeans"].recipe_options == {"deepcluster": {"n_init": "auto"}}
+    assert reg.solvers["coke"].recipe_options == {"coke": {"gamma": 0.8}}
     builtin = {n for n, e in reg.recipes.items() if e.plugin == "recipes"}
     assert builtin == {"amdim", "coke", "deepcluster", "iic", "sela", "swav"}

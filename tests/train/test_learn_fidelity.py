@@ -411,6 +411,32 @@ def test_coke_assigns_the_first_view_in_every_clustering_and_trains_both_views()
         recipe.load_state_dict({"bank": recipe.bank.state_dict()})  # a single-bank state from before
 
 
+def test_coke_recipe_bounds_clusters_at_0_8_of_n_over_k_and_trains_at_temperature_0_2():
+    # the coke solver declares gamma 0.8 for the CoKe recipe (recipe_options) and the recipe's
+    # temperature is 0.2; the solver on its own keeps the paper's 0.4, and the user's values win
+    import assignsolve
+    from assignsolve.ops.dist import Dist
+    from assignsolve.train.recipes import CoKeRecipe
+
+    assert assignsolve.get_solver("coke").gamma == 0.4
+    assert TrainConfig(solver="coke").temperature_used == 0.2
+    assert TrainConfig(solver="coke", temperature=0.1).temperature_used == 0.1
+    assert Assigner(TrainConfig(solver="coke", solver_opt={"gamma": 0.4}), "coke").solver.gamma == 0.4
+    cfg = TrainConfig(solver="coke", proj_dim=8, n_heads=2)
+    assign = Assigner(cfg, "coke")
+    assert assign.options["gamma"] == 0.8 and assign.solver.gamma == 0.8
+    recipe = CoKeRecipe(cfg, 3, 12, 16, assign, Dist(), torch.device("cpu"))
+    for bank, k in zip(recipe.banks, (3, 6)):
+        np.testing.assert_allclose(bank.state.lower.numpy(), np.full(k, 0.8 / k), rtol=1e-6)  # float32 state
+    torch.manual_seed(0)
+    out = {"z": torch.randn(8, 8), "pred": torch.randn(8, 8)}
+    recipe.loss(None, out, {k: v.clone() for k, v in out.items()}, torch.arange(8))
+    for bank, k in zip(recipe.banks, (3, 6)):  # one dual step from 0, by hand: [eta (0.8 / K - n_k / B)]_+
+        eta = assign.solver.dual_step_size(k)
+        n_k = np.bincount(bank.state.labels.numpy()[:8], minlength=k)
+        np.testing.assert_allclose(bank.state.rho.numpy(), np.maximum(eta * (0.8 / k - n_k / 8), 0), atol=1e-6)
+
+
 def test_coke_read_out_starts_from_the_runs_centres():
     # the evaluation's clustering starts from the centres the online pass maintained (CoKe's own
     # labels are against them), not from fresh random samples: on features that sit next to the
