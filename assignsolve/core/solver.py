@@ -30,7 +30,10 @@ class Solver(Protocol):
     Optional training metadata (defaults on :class:`BaseSolver`): ``default_recipe``, the recipe
     ``assignsolve run`` uses when ``--method`` is not given (None: ``deepcluster`` for feature
     solvers, ``sela`` otherwise), and ``recipe_options``, ``{recipe name: {option: value}}``
-    applied when the solver runs under that recipe (the user's ``--solver-opt`` wins).
+    applied when the solver runs under that recipe (the user's ``--solver-opt`` wins), and
+    ``recipe_training``, ``{recipe name: {training option: value}}``, training defaults
+    (:class:`~assignsolve.train.TrainConfig` fields such as ``lr``) that ``assignsolve run``
+    takes under that recipe where the user gave none.
     """
 
     name: ClassVar[str]
@@ -107,6 +110,8 @@ class BaseSolver:
     default_recipe: ClassVar[str | None] = None
     #: ``{recipe name: {option: value}}``: this solver's options under that recipe
     recipe_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: ``{recipe name: {TrainConfig field: value}}``: training defaults under that recipe
+    recipe_training: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def solve(self, problem: Problem) -> Assignment:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -41,6 +41,7 @@ class SolverEntry:
     requires_n_ge_k: bool
     default_recipe: str | None = None
     recipe_options: Mapping[str, Mapping] = attrs.field(factory=dict)
+    recipe_training: Mapping[str, Mapping] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -208,11 +209,13 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
                 raise PluginMetadataError(f"plugin {_plugin!r}: solver {name!r}: expected needs in "
                                           f"('scores', 'features', 'scores_or_features'), found {needs!r}")
             options = meta("recipe_options", Mapping, default={}) or {}
+            training = meta("recipe_training", Mapping, default={}) or {}
             add(solvers, SolverEntry(
                 name=name, cls=cls, plugin=_plugin, description=_first_line(cls.__doc__),
                 needs=needs, gpu=meta("gpu", bool, default=False),
                 requires_n_ge_k=meta("requires_n_ge_k", bool, default=False),
                 default_recipe=meta("default_recipe", str), recipe_options={k: dict(v) for k, v in options.items()},
+                recipe_training={k: dict(v) for k, v in training.items()},
             ))
         impl.function(register=register)
 

@@ -14,7 +14,7 @@ import attrs
 from ..core.errors import TrainError
 
 __all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_encoder", "auto_epochs", "auto_augment",
-           "resolve_config"]
+           "resolve_config", "solver_training"]
 
 #: Mini-batch per recipe. IIC's MNIST runs use 128-700 images, each with several augmented
 #: copies; 128 x 4 repeats reached 0.95 on 5,000 MNIST digits in 11 epochs (shared data README).
@@ -55,8 +55,28 @@ def auto_augment(input_shape: tuple[int, ...], recipe: str | None = None) -> str
     return "grey" if input_shape[0] == 1 else "default"
 
 
+def solver_training(cfg) -> dict:
+    """The solver's ``recipe_training`` for this run's recipe, for the options the user left
+    unset (``lr`` only when ``--optimizer`` is unset too: the value is for the recipe's own
+    optimiser). A name that is not a :class:`~assignsolve.train.TrainConfig` field is refused."""
+    from ..registry.manager import solver_entry
+
+    wanted = solver_entry(cfg.solver).recipe_training.get(cfg.recipe, {})
+    fields = {f.name for f in attrs.fields(type(cfg))}
+    out = {}
+    for key, value in wanted.items():
+        if key not in fields:
+            raise TrainError(f"solver {cfg.solver!r}: recipe_training[{cfg.recipe!r}] names {key!r}, "
+                             f"which is not a training option")
+        if getattr(cfg, key) is None and not (key == "lr" and cfg.optimizer is not None):
+            out[key] = value
+    return out
+
+
 def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
-    """``cfg`` with epochs, batch size, augmentation and repeats filled in from the data and recipe."""
+    """``cfg`` with the solver's training defaults for its recipe (:func:`solver_training`), then
+    epochs, batch size, augmentation and repeats filled in from the data and recipe."""
+    cfg = attrs.evolve(cfg, **solver_training(cfg))
     recipe = cfg.recipe
     changes = {}
     if cfg.encoder == "auto":

@@ -232,7 +232,8 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("batch_size", int, "B", "mini-batch size per process (default: per recipe: iic 128 (x4 augmented "
      "repeats), others 256)"),
     ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster, as the paper; adam otherwise)"),
-    ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam)"),
+    ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam; a solver may ask its recipe "
+     "for another: lp 2e-3 with sela's adam)"),
     ("lr_schedule", str, "NAME", "learning rate over the run, set every step: constant, or cosine (SwAV's "
      "decay from --lr to 0 over --epochs; on 5,000 MNIST digits it cost SwAV 0.03-0.09 accuracy in 10 epochs, "
      "docs/training.md) (default: the recipe's; constant for every built-in recipe)"),

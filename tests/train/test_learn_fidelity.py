@@ -296,6 +296,26 @@ def test_one_view_recipe_trains_on_every_grey_repeat(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- defaults
+def test_lp_asks_the_sela_recipe_for_adam_at_2e_3_where_the_user_set_no_rate(monkeypatch):
+    # the lp solver's recipe_training: {"sela": {"lr": 2e-3}}; Sinkhorn under the same recipe
+    # keeps the recipe's 1e-3; the user's --lr, or another --optimizer, wins
+    import attrs
+
+    from assignsolve.registry import manager
+
+    mnist = (1, 28, 28)
+    assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).optimizer_lr == ("adam", 2e-3)
+    assert resolve_config(TrainConfig(solver="lp"), 1797, (1, 8, 8)).optimizer_lr == ("adam", 2e-3)
+    assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist).optimizer_lr == ("adam", 1e-3)
+    assert resolve_config(TrainConfig(solver="lp", lr=5e-4), 5000, mnist).optimizer_lr == ("adam", 5e-4)
+    assert resolve_config(TrainConfig(solver="lp", optimizer="sgd"), 5000, mnist).optimizer_lr == ("sgd", 0.05)
+    assert resolve_config(TrainConfig(solver="lp", method="swav"), 5000, mnist).lr is None
+    bad = attrs.evolve(manager.solver_entry("lp"), recipe_training={"sela": {"learning_rate": 2e-3}})
+    monkeypatch.setattr(manager, "solver_entry", lambda name: bad)
+    with pytest.raises(TrainError, match="'learning_rate', which is not a training option"):
+        resolve_config(TrainConfig(solver="lp"), 5000, mnist)
+
+
 def test_auto_defaults_follow_the_data():
     assert auto_epochs(5000) == 10 and auto_epochs(60000) == 10 and auto_epochs(1797) == 28
     assert auto_epochs(100) == 30
