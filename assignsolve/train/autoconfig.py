@@ -14,7 +14,7 @@ import attrs
 from ..core.errors import TrainError
 
 __all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_encoder", "auto_epochs", "auto_augment",
-           "resolve_config", "solver_training"]
+           "resolve_config", "solver_training", "SOLVER_TRAINING_KEYS"]
 
 #: Mini-batch per recipe. IIC's MNIST runs use 128-700 images, each with several augmented
 #: copies; 128 x 4 repeats reached 0.95 on 5,000 MNIST digits in 11 epochs (shared data README).
@@ -55,21 +55,31 @@ def auto_augment(input_shape: tuple[int, ...], recipe: str | None = None) -> str
     return "grey" if input_shape[0] == 1 else "default"
 
 
+#: The training options a solver's ``recipe_training`` may set (hyper-parameters whose flag
+#: defaults to "not given"; not the recipe, data, output or seed of the run)
+SOLVER_TRAINING_KEYS = ("n_heads", "overcluster", "epochs", "batch_size", "optimizer", "lr", "lr_schedule",
+                        "relabel_every", "temperature", "pca_dim", "repeats", "freeze_prototypes")
+
+
 def solver_training(cfg) -> dict:
     """The solver's ``recipe_training`` for this run's recipe, for the options the user left
-    unset (``lr`` only when ``--optimizer`` is unset too: the value is for the recipe's own
-    optimiser). A name that is not a :class:`~assignsolve.train.TrainConfig` field is refused."""
-    from ..registry.manager import solver_entry
+    unset (``lr`` only while the optimiser is the recipe's own: the value is for it). A name
+    outside :data:`SOLVER_TRAINING_KEYS` is refused, naming the solver."""
+    from ..registry.manager import recipe_entry, solver_entry
 
     wanted = solver_entry(cfg.solver).recipe_training.get(cfg.recipe, {})
-    fields = {f.name for f in attrs.fields(type(cfg))}
+    own_optimizer = cfg.optimizer in (None, recipe_entry(cfg.recipe).cls.default_optimizer)
     out = {}
     for key, value in wanted.items():
-        if key not in fields:
+        if key not in SOLVER_TRAINING_KEYS:
             raise TrainError(f"solver {cfg.solver!r}: recipe_training[{cfg.recipe!r}] names {key!r}, "
-                             f"which is not a training option")
-        if getattr(cfg, key) is None and not (key == "lr" and cfg.optimizer is not None):
+                             f"which is not a training option it may set ({', '.join(SOLVER_TRAINING_KEYS)})")
+        if getattr(cfg, key) is None and (key != "lr" or own_optimizer):
             out[key] = value
+    try:
+        attrs.evolve(cfg, **out)  # the options' own validators
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"solver {cfg.solver!r}: recipe_training[{cfg.recipe!r}]: {exc}") from exc
     return out
 
 

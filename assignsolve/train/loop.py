@@ -128,8 +128,9 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     from .autoconfig import resolve_config
     cfg = resolve_config(cfg, n, tuple(int(s) for s in data.input_shape))
     if d.main:
+        optimizer_name, lr = cfg.optimizer_lr
         print(f"assignsolve run: {recipe_name} recipe, encoder {cfg.encoder}, {cfg.epochs} epochs, batch "
-              f"{cfg.batch_size}, augment {cfg.augment!r} x{cfg.repeats}", file=sys.stderr)
+              f"{cfg.batch_size}, {optimizer_name} lr {lr:g}, augment {cfg.augment!r} x{cfg.repeats}", file=sys.stderr)
     if cfg.n_clusters is not None:
         k = cfg.n_clusters
     elif data.labels is not None:

@@ -2,7 +2,7 @@
 
 IIC's clamp in float32, the grey-digit views (affine maps, erasing), SwAV's multi-crop loss,
 solver-declared recipe options (SwAV's 3-iteration regime), prototype freezing, the IIC
-lowest-loss sub-head read-out, and the data-adaptive defaults.
+lowest-loss sub-head read-out (the data-adaptive defaults: test_autoconfig.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from assignsolve import Problem
 from assignsolve.core.errors import TrainError
-from assignsolve.train.autoconfig import auto_augment, auto_encoder, auto_epochs, resolve_config
 from assignsolve.greyviews import CleanAndAugmented, affine_matrix, erase_mask, random_erasing, small_crops
 from assignsolve.mi import IID_EPS, iic_head_losses, iic_loss
 from assignsolve.objectives import swav_loss, swav_multicrop_loss
@@ -293,51 +292,6 @@ def test_one_view_recipe_trains_on_every_grey_repeat(tmp_path, monkeypatch):
     for _, idx in seen:
         assert torch.equal(idx[:32], idx[32:64]) and torch.equal(idx[:32], idx[64:])
         assert idx[:32].unique().numel() == 32
-
-
-# ----------------------------------------------------------------------------- defaults
-def test_lp_asks_the_sela_recipe_for_adam_at_2e_3_where_the_user_set_no_rate(monkeypatch):
-    # the lp solver's recipe_training: {"sela": {"lr": 2e-3}}; Sinkhorn under the same recipe
-    # keeps the recipe's 1e-3; the user's --lr, or another --optimizer, wins
-    import attrs
-
-    from assignsolve.registry import manager
-
-    mnist = (1, 28, 28)
-    assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).optimizer_lr == ("adam", 2e-3)
-    assert resolve_config(TrainConfig(solver="lp"), 1797, (1, 8, 8)).optimizer_lr == ("adam", 2e-3)
-    assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist).optimizer_lr == ("adam", 1e-3)
-    assert resolve_config(TrainConfig(solver="lp", lr=5e-4), 5000, mnist).optimizer_lr == ("adam", 5e-4)
-    assert resolve_config(TrainConfig(solver="lp", optimizer="sgd"), 5000, mnist).optimizer_lr == ("sgd", 0.05)
-    assert resolve_config(TrainConfig(solver="lp", method="swav"), 5000, mnist).lr is None
-    bad = attrs.evolve(manager.solver_entry("lp"), recipe_training={"sela": {"learning_rate": 2e-3}})
-    monkeypatch.setattr(manager, "solver_entry", lambda name: bad)
-    with pytest.raises(TrainError, match="'learning_rate', which is not a training option"):
-        resolve_config(TrainConfig(solver="lp"), 5000, mnist)
-
-
-def test_auto_defaults_follow_the_data():
-    assert auto_epochs(5000) == 10 and auto_epochs(60000) == 10 and auto_epochs(1797) == 28
-    assert auto_epochs(100) == 30
-    assert auto_encoder((1, 28, 28)) == "convnet" and auto_encoder((1, 8, 8)) == "cnn"
-    assert auto_encoder((3, 32, 32)) == "cnn" and auto_encoder((64,)) == "mlp"
-    assert auto_augment((1, 28, 28)) == "grey" and auto_augment((1, 8, 8)) == "default"
-    assert auto_augment((1, 28, 28), "iic") == "grey" and auto_augment((1, 8, 8), "iic") == "weak"
-    assert auto_augment((3, 32, 32), "iic") == "default" and auto_augment((64,), "coke") == "default"
-    assert resolve_config(TrainConfig(solver="iic"), 1797, (1, 8, 8)).augment == "weak"
-    assert resolve_config(TrainConfig(solver="kmeans"), 1797, (1, 8, 8)).augment == "default"
-    assert resolve_config(TrainConfig(solver="coke"), 1797, (1, 8, 8)).augment == "weak"
-    assert resolve_config(TrainConfig(solver="iic", augment="strong"), 1797, (1, 8, 8)).augment == "strong"
-    iic = resolve_config(TrainConfig(solver="iic"), 5000, (1, 28, 28))
-    assert (iic.epochs, iic.batch_size, iic.augment, iic.repeats, iic.encoder) == (10, 128, "grey", 4, "convnet")
-    dc = resolve_config(TrainConfig(solver="kmeans"), 5000, (1, 28, 28))
-    assert (dc.batch_size, dc.repeats) == (256, 1)
-    mine = resolve_config(TrainConfig(solver="iic", epochs=3, batch_size=64, repeats=2, encoder="cnn"), 5000, (1, 28, 28))
-    assert (mine.epochs, mine.batch_size, mine.repeats, mine.encoder) == (3, 64, 2, "cnn")
-    # --repeats makes copies only with the 'grey' views: elsewhere it is refused, not ignored
-    with pytest.raises(TrainError, match=r"--repeats 4: .*'weak'"):
-        resolve_config(TrainConfig(solver="iic", repeats=4), 1797, (1, 8, 8))
-    assert resolve_config(TrainConfig(solver="iic", repeats=1), 1797, (1, 8, 8)).repeats == 1
 
 
 def test_swav_recipe_uses_the_solvers_trusted_codes_on_gathered_rows():

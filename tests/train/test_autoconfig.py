@@ -1,0 +1,59 @@
+"""Defaults that adapt to the data and the solver (``assignsolve.train.autoconfig``, issue 9)."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from assignsolve.core.errors import TrainError
+from assignsolve.train import TrainConfig
+from assignsolve.train.autoconfig import auto_augment, auto_encoder, auto_epochs, resolve_config
+
+
+def test_lp_asks_the_sela_recipe_for_adam_at_2e_3_where_the_user_set_no_rate(monkeypatch):
+    # the lp solver's recipe_training: {"sela": {"lr": 2e-3}}; Sinkhorn under the same recipe
+    # keeps the recipe's 1e-3; the user's --lr, or another --optimizer, wins
+    from assignsolve.registry import manager
+
+    mnist = (1, 28, 28)
+    assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).optimizer_lr == ("adam", 2e-3)
+    assert resolve_config(TrainConfig(solver="lp"), 1797, (1, 8, 8)).optimizer_lr == ("adam", 2e-3)
+    assert resolve_config(TrainConfig(solver="lp", optimizer="adam"), 5000, mnist).optimizer_lr == ("adam", 2e-3)
+    assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist).optimizer_lr == ("adam", 1e-3)
+    assert resolve_config(TrainConfig(solver="lp", lr=5e-4), 5000, mnist).optimizer_lr == ("adam", 5e-4)
+    assert resolve_config(TrainConfig(solver="lp", optimizer="sgd"), 5000, mnist).optimizer_lr == ("sgd", 0.05)
+    assert resolve_config(TrainConfig(solver="lp", method="swav"), 5000, mnist).lr is None
+    lp = manager.solver_entry("lp")
+    for training, message in [({"learning_rate": 2e-3}, "'learning_rate', which is not a training option"),
+                              ({"method": "swav"}, "'method', which is not a training option"),
+                              ({"lr": "fast"}, r"solver 'lp': recipe_training\['sela'\]: .*lr")]:
+        bad = attrs.evolve(lp, recipe_training={"sela": training})
+        monkeypatch.setattr(manager, "solver_entry", lambda name, bad=bad: bad)
+        with pytest.raises(TrainError, match=message):
+            resolve_config(TrainConfig(solver="lp"), 5000, mnist)
+
+
+def test_auto_defaults_follow_the_data():
+    assert auto_epochs(5000) == 10 and auto_epochs(60000) == 10 and auto_epochs(1797) == 28
+    assert auto_epochs(100) == 30
+    assert auto_encoder((1, 28, 28)) == "convnet" and auto_encoder((1, 8, 8)) == "cnn"
+    assert auto_encoder((3, 32, 32)) == "cnn" and auto_encoder((64,)) == "mlp"
+    assert auto_augment((1, 28, 28)) == "grey" and auto_augment((1, 8, 8)) == "default"
+    assert auto_augment((1, 28, 28), "iic") == "grey" and auto_augment((1, 8, 8), "iic") == "weak"
+    assert auto_augment((3, 32, 32), "iic") == "default" and auto_augment((64,), "coke") == "default"
+    assert resolve_config(TrainConfig(solver="iic"), 1797, (1, 8, 8)).augment == "weak"
+    assert resolve_config(TrainConfig(solver="kmeans"), 1797, (1, 8, 8)).augment == "default"
+    assert resolve_config(TrainConfig(solver="coke"), 1797, (1, 8, 8)).augment == "weak"
+    assert resolve_config(TrainConfig(solver="iic", augment="strong"), 1797, (1, 8, 8)).augment == "strong"
+    iic = resolve_config(TrainConfig(solver="iic"), 5000, (1, 28, 28))
+    assert (iic.epochs, iic.batch_size, iic.augment, iic.repeats, iic.encoder) == (10, 128, "grey", 4, "convnet")
+    dc = resolve_config(TrainConfig(solver="kmeans"), 5000, (1, 28, 28))
+    assert (dc.batch_size, dc.repeats) == (256, 1)
+    mine = resolve_config(TrainConfig(solver="iic", epochs=3, batch_size=64, repeats=2, encoder="cnn"), 5000, (1, 28, 28))
+    assert (mine.epochs, mine.batch_size, mine.repeats, mine.encoder) == (3, 64, 2, "cnn")
+    # --repeats makes copies only with the 'grey' views: elsewhere it is refused, not ignored
+    with pytest.raises(TrainError, match=r"--repeats 4: .*'weak'"):
+        resolve_config(TrainConfig(solver="iic", repeats=4), 1797, (1, 8, 8))
+    assert resolve_config(TrainConfig(solver="iic", repeats=1), 1797, (1, 8, 8)).repeats == 1
+
+
