@@ -27,26 +27,26 @@ def choice(options: Iterable, optional: bool = False, error: type[Exception] = C
     return check
 
 
-def at_least(minimum, optional: bool = False, error: type[Exception] = ConfigError):
-    """Value must be a real number (not a bool) ``>= minimum`` (or None when ``optional``)."""
+def _bound(sign: str, limit, optional: bool, error: type[Exception]):
+    """A validator: a real number (not a bool) ``sign limit`` (``">="`` or ``"<="``), or None when ``optional``."""
+    holds = (lambda v: v >= limit) if sign == ">=" else (lambda v: v <= limit)
+
     def check(instance, attribute, value):
         if optional and value is None:
             return
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
-        if not ok:
-            raise error(f"{attribute.name}: expected a number >= {minimum}, found {value!r}")
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and holds(value)):
+            raise error(f"{attribute.name}: expected a number {sign} {limit}, found {value!r}")
     return check
+
+
+def at_least(minimum, optional: bool = False, error: type[Exception] = ConfigError):
+    """Value must be a real number (not a bool) ``>= minimum`` (or None when ``optional``)."""
+    return _bound(">=", minimum, optional, error)
 
 
 def at_most(maximum, optional: bool = False, error: type[Exception] = ConfigError):
     """Value must be a real number (not a bool) ``<= maximum`` (or None when ``optional``)."""
-    def check(instance, attribute, value):
-        if optional and value is None:
-            return
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value <= maximum
-        if not ok:
-            raise error(f"{attribute.name}: expected a number <= {maximum}, found {value!r}")
-    return check
+    return _bound("<=", maximum, optional, error)
 
 
 def is_bool(error: type[Exception] = ConfigError):

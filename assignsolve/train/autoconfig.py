@@ -14,7 +14,7 @@ import attrs
 from ..core.errors import TrainError
 
 __all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_encoder", "auto_epochs", "auto_augment",
-           "resolve_config", "solver_training", "SOLVER_TRAINING_KEYS"]
+           "resolve_config", "with_solver_training", "SOLVER_TRAINING_KEYS"]
 
 #: Mini-batch per recipe. IIC's MNIST runs use 128-700 images, each with several augmented
 #: copies; 128 x 4 repeats reached 0.95 on 5,000 MNIST digits in 11 epochs (shared data README).
@@ -61,10 +61,11 @@ SOLVER_TRAINING_KEYS = ("n_heads", "overcluster", "epochs", "batch_size", "optim
                         "relabel_every", "temperature", "pca_dim", "repeats", "freeze_prototypes")
 
 
-def solver_training(cfg) -> dict:
-    """The solver's ``recipe_training`` for this run's recipe, for the options the user left
-    unset (``lr`` only while the optimiser is the recipe's own: the value is for it). A name
-    outside :data:`SOLVER_TRAINING_KEYS` is refused, naming the solver."""
+def with_solver_training(cfg):
+    """``cfg`` with the solver's ``recipe_training`` for this run's recipe, for the options the
+    user left unset (``lr`` only while the optimiser is the recipe's own: the value is for it).
+    A name outside :data:`SOLVER_TRAINING_KEYS`, or a value the option's validator refuses, is a
+    :class:`TrainError` naming the solver."""
     from ..registry.manager import recipe_entry, solver_entry
 
     wanted = solver_entry(cfg.solver).recipe_training.get(cfg.recipe, {})
@@ -77,16 +78,15 @@ def solver_training(cfg) -> dict:
         if getattr(cfg, key) is None and (key != "lr" or own_optimizer):
             out[key] = value
     try:
-        attrs.evolve(cfg, **out)  # the options' own validators
+        return attrs.evolve(cfg, **out)  # the options' own validators
     except (TypeError, ValueError) as exc:
         raise TrainError(f"solver {cfg.solver!r}: recipe_training[{cfg.recipe!r}]: {exc}") from exc
-    return out
 
 
 def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
-    """``cfg`` with the solver's training defaults for its recipe (:func:`solver_training`), then
-    epochs, batch size, augmentation and repeats filled in from the data and recipe."""
-    cfg = attrs.evolve(cfg, **solver_training(cfg))
+    """``cfg`` with the solver's training defaults for its recipe (:func:`with_solver_training`),
+    then epochs, batch size, augmentation and repeats filled in from the data and recipe."""
+    cfg = with_solver_training(cfg)
     recipe = cfg.recipe
     changes = {}
     if cfg.encoder == "auto":

@@ -127,8 +127,8 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
               file=sys.stderr)
     from .autoconfig import resolve_config
     cfg = resolve_config(cfg, n, tuple(int(s) for s in data.input_shape))
+    optimizer_name, lr = cfg.optimizer_lr
     if d.main:
-        optimizer_name, lr = cfg.optimizer_lr
         print(f"assignsolve run: {recipe_name} recipe, encoder {cfg.encoder}, {cfg.epochs} epochs, batch "
               f"{cfg.batch_size}, {optimizer_name} lr {lr:g}, augment {cfg.augment!r} x{cfg.repeats}", file=sys.stderr)
     if cfg.n_clusters is not None:
@@ -153,7 +153,6 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=recipe_cls.find_unused_parameters)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer_name, lr = cfg.optimizer_lr
     if optimizer_name == "adam":
         optimizer = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
     else:
