@@ -57,7 +57,7 @@ def auto_augment(input_shape: tuple[int, ...], recipe: str | None = None) -> str
 
 #: The training options a solver's ``recipe_training`` may set (hyper-parameters whose flag
 #: defaults to "not given"; not the recipe, data, output or seed of the run)
-SOLVER_TRAINING_KEYS = ("n_heads", "overcluster", "epochs", "batch_size", "optimizer", "lr", "lr_schedule",
+SOLVER_TRAINING_KEYS = ("n_heads", "overcluster", "head_bn", "epochs", "batch_size", "optimizer", "lr", "lr_schedule",
                         "relabel_every", "temperature", "pca_dim", "repeats", "freeze_prototypes")
 
 

@@ -21,6 +21,8 @@ from ..registry.manager import solver_entry
 #: the built-in recipes (``assignsolve recipes`` lists every registered one, plugins' too)
 METHODS = ("sela", "deepcluster", "swav", "coke", "iic", "amdim")
 LR_SCHEDULES = ("constant", "cosine")
+#: ``--head-bn``: standardise the cluster heads' input always, only on globally pooled features, or never
+HEAD_BN = ("on", "pooled", "off")
 
 
 _at_least = functools.partial(at_least, error=TrainError)
@@ -69,6 +71,7 @@ class TrainConfig:
     n_clusters: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
     n_heads: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     overcluster: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
+    head_bn: str | None = attrs.field(default=None, validator=attrs.validators.optional(_choice(HEAD_BN)))
     epochs: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     batch_size: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
     optimizer: str | None = attrs.field(default=None, validator=attrs.validators.optional(_choice(("adam", "sgd"))))
@@ -83,7 +86,7 @@ class TrainConfig:
     proj_dim: int = attrs.field(default=128, validator=_at_least(1))
     hidden_dim: int = attrs.field(default=512, validator=_at_least(0))
     pca_dim: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
-    iic_lamb: float = attrs.field(default=1.2, validator=_at_least(1e-6))
+    iic_lamb: float = attrs.field(default=1.1, validator=_at_least(1e-6))
     coke_alpha: float = attrs.field(default=0.2, validator=[_at_least(0), _at_most(1)])
     amdim_weight: float = attrs.field(default=0.0, validator=_at_least(0))
     amdim_clip: float = attrs.field(default=20.0, validator=_at_least(1e-6))
@@ -134,6 +137,13 @@ class TrainConfig:
         if self.n_heads is not None:
             return self.n_heads
         return recipe_entry(self.recipe).cls.default_heads
+
+    @property
+    def head_bn_used(self) -> str:
+        """``--head-bn`` when given, else the recipe's ``default_head_bn``."""
+        from ..registry.manager import recipe_entry
+
+        return self.head_bn or recipe_entry(self.recipe).cls.default_head_bn
 
     @property
     def relabel_every_used(self) -> float:
@@ -227,6 +237,10 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("n_heads", int, "H", "cluster sub-heads (SeLa/IIC: H heads of K clusters; CoKe: H clusterings of K, "
      "2K, ..., HK clusters, as the paper's three) (default: the recipe's: sela 1, iic 5, coke 3)"),
     ("overcluster", int, "K2", "clusters of IIC's over-clustering head (default 5K; iic only)"),
+    ("head_bn", str, "WHEN", "SeLa, DeepCluster, IIC: standardise the cluster heads' input features with a "
+     "non-affine BatchNorm: on, pooled (only when the encoder pools globally, as the 'cnn' on 8x8 digits), "
+     "off (default: the recipe's: iic pooled, others off; a solver may ask its recipe for another: "
+     "lp pooled under sela)"),
     ("epochs", int, "E", "number of epochs (default: 50,000 images' worth, between 10 and 30: "
      "10 for 5,000+ images, 28 for the 1,797 digits)"),
     ("batch_size", int, "B", "mini-batch size per process (default: per recipe: iic 128 (x4 augmented "
@@ -251,7 +265,7 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("pca_dim", int, "D", "DeepCluster: PCA-whitening dimension before the solver (default: min(256, max(K, "
      "min(feature width / 8, 2K))), at most the width and N - 1)"),
     ("iic_lamb", float, "L", "IIC: entropy weight lambda of the MI loss (1 = plain MI, the paper's at "
-     "batch 700 x 5 views; default 1.2 at 128 x 4: docs/training.md)"),
+     "batch 700 x 5 views; default 1.1 at 128 x 4: docs/training.md)"),
     ("coke_alpha", float, "A", "CoKe: weight of the cross-entropy against the hard previous-epoch labels; "
      "1 - A goes to the soft labels of the other view (the paper's --coke-alpha 0.2)"),
     ("amdim_weight", float, "W", "weight of the AMDIM multiscale NCE term added to the recipe's loss "

@@ -57,3 +57,41 @@ def test_auto_defaults_follow_the_data():
     assert resolve_config(TrainConfig(solver="iic", repeats=1), 1797, (1, 8, 8)).repeats == 1
 
 
+
+
+def test_lp_asks_sela_for_standardised_head_inputs_on_globally_pooled_features():
+    # lp's recipe_training also holds {"head_bn": "pooled"}: on 8x8 digits (the globally pooled
+    # 'cnn') its SeLa heads read BatchNorm'd features; on MNIST's 'convnet' grid, and for Sinkhorn
+    # under the same recipe, they read the raw features; IIC's own default is "pooled" too; the
+    # user's --head-bn wins. The standardisation is checked by hand: W (h - mean) / sqrt(var + eps) + b.
+    import torch
+
+    from assignsolve.ops.dist import Dist
+    from assignsolve.train.build import build_model
+
+    def heads(n, shape, **kw):
+        cfg = resolve_config(TrainConfig(**kw), n, shape)
+        torch.manual_seed(0)
+        built = build_model(cfg, shape, 10, n, Dist(), torch.device("cpu"))
+        return cfg, built.model.heads["cluster"]
+
+    digits, mnist = (1, 8, 8), (1, 28, 28)
+    cfg, lp_digits = heads(1797, digits, solver="lp")
+    assert cfg.head_bn == "pooled" and cfg.encoder == "cnn"
+    assert isinstance(lp_digits.input_norm, torch.nn.BatchNorm1d) and not lp_digits.input_norm.affine
+    for n, shape, kw in [(5000, mnist, {"solver": "lp"}), (1797, digits, {"solver": "sinkhorn-pot"}),
+                         (1797, digits, {"solver": "lp", "head_bn": "off"}), (5000, mnist, {"solver": "iic"}),
+                         (1797, digits, {"solver": "kmeans"})]:
+        assert isinstance(heads(n, shape, **kw)[1].input_norm, torch.nn.Identity), kw
+    for n, shape, kw in [(1797, digits, {"solver": "iic"}), (5000, mnist, {"solver": "sinkhorn-pot", "head_bn": "on"}),
+                         (1797, digits, {"solver": "kmeans", "head_bn": "pooled"})]:
+        assert isinstance(heads(n, shape, **kw)[1].input_norm, torch.nn.BatchNorm1d), kw
+    assert TrainConfig(solver="sinkhorn-pot").head_bn_used == "off" and TrainConfig(solver="iic").head_bn_used == "pooled"
+    with pytest.raises(ValueError, match="head_bn"):
+        TrainConfig(head_bn="yes")
+
+    h = torch.randn(32, lp_digits.in_dim, dtype=torch.float64) * 3 + 5
+    lp_digits.double().train()
+    w, b = lp_digits.heads[0].weight, lp_digits.heads[0].bias
+    z = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + 1e-5)
+    torch.testing.assert_close(lp_digits(h)[0], z @ w.T + b)

@@ -42,6 +42,9 @@ class Recipe:
     default_temperature: ClassVar[float] = 0.1
     #: ``--n-heads`` when not given (recipes with several cluster heads or clusterings)
     default_heads: ClassVar[int] = 1
+    #: ``--head-bn`` when not given: standardise the cluster heads' input "on", "pooled" (only
+    #: when the encoder pools globally) or "off"
+    default_head_bn: ClassVar[str] = "off"
     #: ``--relabel-every`` when not given (recipes that re-label the whole dataset)
     default_relabel_every: ClassVar[float] = 1.0
     #: weight of the AMDIM term when ``--amdim-weight`` is not given (> 0 adds AMDIM's heads)
@@ -54,6 +57,12 @@ class Recipe:
         self.assign, self.dist, self.device = assigner, d, device
         #: the encoder's ``globally_pooled`` (set by the loop before :meth:`build_heads`)
         self.pooled_features = True
+
+    def head_input_bn(self) -> bool:
+        """Whether the cluster heads standardise their input (``--head-bn`` as used, and whether
+        the encoder pools globally)."""
+        mode = self.cfg.head_bn_used
+        return mode == "on" or (mode == "pooled" and self.pooled_features)
 
     def build_heads(self) -> dict[str, nn.Module]:
         return {}

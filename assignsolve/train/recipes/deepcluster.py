@@ -27,7 +27,7 @@ class DeepCluster(RelabelRecipe):
     default_optimizer: ClassVar[str] = "sgd"  # Caron et al. 2018, Sec. 4 (see train.config.DEFAULT_LR)
 
     def build_heads(self):
-        return {"cluster": ClusterHeads(self.feat_dim, self.k, 1)}
+        return {"cluster": ClusterHeads(self.feat_dim, self.k, 1, input_bn=self.head_input_bn())}
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)

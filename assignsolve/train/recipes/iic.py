@@ -25,6 +25,8 @@ class IICRecipe(Recipe):
     two_views: ClassVar[bool] = True
     #: the authors' five sub-heads (``--num_sub_heads 5``)
     default_heads: ClassVar[int] = 5
+    #: input BN only on globally pooled (all-positive, one dominant direction) features
+    default_head_bn: ClassVar[str] = "pooled"
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -32,9 +34,8 @@ class IICRecipe(Recipe):
         self.best_head = 0  # read-out: the main sub-head with the lowest training loss last epoch
 
     def build_heads(self):
-        # input BN only on globally pooled (all-positive, one dominant direction) features
         heads = ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads_used,
-                             overcluster=self.cfg.overcluster or 5 * self.k, input_bn=self.pooled_features)
+                             overcluster=self.cfg.overcluster or 5 * self.k, input_bn=self.head_input_bn())
         # PyTorch's default Linear init, as IIC's heads: with DeepCluster's N(0, 0.01^2) init every
         # softmax starts uniform, where the MI and its gradient vanish (the run stalls collapsed).
         for layer in [*heads.heads, *heads.overcluster_heads]:

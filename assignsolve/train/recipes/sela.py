@@ -25,7 +25,7 @@ class SeLa(RelabelRecipe):
     default_relabel_every: ClassVar[float] = 0.5
 
     def build_heads(self):
-        return {"cluster": ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads_used)}
+        return {"cluster": ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads_used, input_bn=self.head_input_bn())}
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
