@@ -125,6 +125,13 @@ def saved_with_solver(ckpt: Mapping) -> dict:
     """The checkpoint's saved config; one written before ``solver_options_used`` was saved gets it
     from the checkpoint's solver record (so a changed solver default is refused, not taken)."""
     saved = dict(ckpt["config"])
+    if "head_bn_used" not in saved:  # written before --head-bn: the heads were the recipe's default
+        from ..registry.manager import recipe_entry
+
+        try:
+            saved["head_bn_used"] = saved.get("head_bn") or recipe_entry(saved["recipe"]).cls.default_head_bn
+        except KeyError:  # no recipe saved, or one no longer registered: compared as today's
+            pass
     if "solver_options_used" not in saved:
         try:
             saved["solver_options_used"] = json.loads(ckpt["solver"])["options"]
@@ -141,7 +148,7 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int)
     # options compared as used (the recipe's or solver's default filled in), not as given
     compare = [k for k in now if k not in MAY_CHANGE and k not in ("method", "n_clusters", "optimizer", "lr",
                                                                  "relabel_every", "temperature", "solver_opt",
-                                                                 "n_heads")]
+                                                                 "n_heads", "head_bn")]
     for key in compare:
         old = saved.get(key, now[key] if key in resolved else defaults.get(key))
         if isinstance(old, attrs.Factory):
@@ -149,7 +156,8 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int)
         if old != now[key]:
             name = {"recipe": "method", "n_clusters_used": "n_clusters", "optimizer_used": "optimizer",
                     "lr_used": "lr", "relabel_every_used": "relabel_every", "temperature_used": "temperature",
-                    "solver_options_used": "solver_opt", "n_heads_used": "n_heads"}.get(key, key)
+                    "solver_options_used": "solver_opt", "n_heads_used": "n_heads",
+                    "head_bn_used": "head_bn"}.get(key, key)
             raise TrainError(f"--resume: {_flag(name)} was {old!r} in the checkpoint, found {now[key]!r}: it changes "
                              f"the experiment (may change: {allowed}; --epochs only upwards); "
                              "use another --out for a new run")

@@ -45,6 +45,11 @@ def _below_one(value) -> None:
         raise TrainError(f"holdout: expected a fraction in [0, 1), found {value!r}")
 
 
+def _yaml_switch(value):
+    """YAML reads an unquoted on / off as true / false: back to the words."""
+    return {True: "on", False: "off"}[value] if isinstance(value, bool) else value
+
+
 def _opts(value) -> dict:
     return dict(value or {})
 
@@ -71,7 +76,8 @@ class TrainConfig:
     n_clusters: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
     n_heads: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     overcluster: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
-    head_bn: str | None = attrs.field(default=None, validator=attrs.validators.optional(_choice(HEAD_BN)))
+    head_bn: str | None = attrs.field(default=None, converter=_yaml_switch,
+                                      validator=attrs.validators.optional(_choice(HEAD_BN)))
     epochs: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
     batch_size: int | None = attrs.field(default=None, validator=_at_least(2, optional=True))
     optimizer: str | None = attrs.field(default=None, validator=attrs.validators.optional(_choice(("adam", "sgd"))))

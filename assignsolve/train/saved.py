@@ -25,7 +25,7 @@ __all__ = ["SavedRun", "load_run", "run_config"]
 
 #: keys run writes into config.json beside the TrainConfig fields
 _EXTRA = ("recipe", "n_clusters_used", "optimizer_used", "lr_used", "relabel_every_used", "temperature_used",
-          "solver_options_used", "n_heads_used")
+          "solver_options_used", "n_heads_used", "head_bn_used")
 
 
 def run_config(run_dir: str | Path) -> tuple[TrainConfig, dict]:
@@ -61,6 +61,8 @@ def load_run(run_dir: str | Path, input_shape: tuple[int, ...], n: int, device: 
     cfg, extra = run_config(run_dir)
     if cfg.n_heads is None and "n_heads_used" in extra:  # the heads the run had, whatever today's default
         cfg = attrs.evolve(cfg, n_heads=int(extra["n_heads_used"]))
+    if cfg.head_bn is None and "head_bn_used" in extra:  # the heads the run had, whatever today's default
+        cfg = attrs.evolve(cfg, head_bn=str(extra["head_bn_used"]))
     k = int(extra.get("n_clusters_used") or cfg.n_clusters or 10)
     path = Path(run_dir) / "checkpoint.pt"
     if not path.is_file():

@@ -57,8 +57,6 @@ def test_auto_defaults_follow_the_data():
     assert resolve_config(TrainConfig(solver="iic", repeats=1), 1797, (1, 8, 8)).repeats == 1
 
 
-
-
 def test_lp_asks_sela_for_standardised_head_inputs_on_globally_pooled_features():
     # lp's recipe_training also holds {"head_bn": "pooled"}: on 8x8 digits (the globally pooled
     # 'cnn') its SeLa heads read BatchNorm'd features; on MNIST's 'convnet' grid, and for Sinkhorn
@@ -87,6 +85,7 @@ def test_lp_asks_sela_for_standardised_head_inputs_on_globally_pooled_features()
                          (1797, digits, {"solver": "kmeans", "head_bn": "pooled"})]:
         assert isinstance(heads(n, shape, **kw)[1].input_norm, torch.nn.BatchNorm1d), kw
     assert TrainConfig(solver="sinkhorn-pot").head_bn_used == "off" and TrainConfig(solver="iic").head_bn_used == "pooled"
+    assert TrainConfig(head_bn=False).head_bn == "off" and TrainConfig(head_bn=True).head_bn == "on"  # YAML's off / on
     with pytest.raises(ValueError, match="head_bn"):
         TrainConfig(head_bn="yes")
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from assignsolve import Problem
 from assignsolve.train import Assigner, TrainConfig
 
+
 # ----------------------------------------------------------------------------- CoKe
 def _coke_reference(pred, proj, y, alpha):
     # idstcv/CoKe main_double_view.py, written out in float64 numpy for one head: alpha * CE on the

@@ -173,6 +173,7 @@ def test_resume_keeps_the_solver_counters(run_copy):
     ("--queue-size", "8", "0"), ("--lr", "0.1", "0.001"), ("--optimizer", "sgd", "adam"), ("--seed", "1", "0"),
     ("--n-clusters", "5", "10"), ("--image-size", "16", "None"), ("--batch-size", "8", "16"),
     ("--n-heads", "2", "1"),  # compared as used: the recipe's default_heads when --n-heads was not given
+    ("--head-bn", "on", "off"),  # likewise the recipe's default_head_bn
 ])
 def test_resume_refuses_an_option_that_changes_the_experiment(run_copy, capsys, flag, value, old):
     before = _digest(run_copy)
@@ -202,6 +203,22 @@ def test_resume_refuses_a_default_that_changed_since_the_run(run_copy, capsys):
     assert _main(run_copy, "--resume", epochs=3) == 2
     line = _error_line(capsys)
     assert "--solver-opt" in line and "'max_iter': 3" in line and "'max_iter': 10" in line, line
+
+
+def test_resume_of_a_run_saved_before_head_bn_compares_the_recipes_default(run_copy, capsys):
+    # a checkpoint without 'head_bn_used' had the recipe's heads (swav: no normalisation): a
+    # resume that would change them is refused naming both, a plain one goes on
+    path = run_copy / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    config = json.loads(ckpt["config"])
+    assert config["head_bn"] is None and config["head_bn_used"] == "off"
+    del config["head_bn"], config["head_bn_used"]
+    ckpt["config"] = json.dumps(config)
+    torch.save(ckpt, path)
+    assert _main(run_copy, "--resume", "--head-bn", "pooled", epochs=2) == 2
+    line = _error_line(capsys)
+    assert "--head-bn" in line and "'off'" in line and "'pooled'" in line, line
+    assert _main(run_copy, "--resume", epochs=2) == 0
 
 
 def test_resume_allows_raising_epochs_and_the_listed_options(run_copy):
