@@ -280,9 +280,9 @@ class LPSolver(BaseSolver):
     #: keeps 1e-3 (at 2e-3 its held-out seed 0 fell to 0.690). And heads that read standardised
     #: features when the encoder pools globally (the 'cnn' on 8x8 digits; MNIST's 'convnet' grid is
     #: unchanged): on the raw pooled features the head's own argmax still disagreed with the
-    #: exactly balanced labels on 0.40 of the digits after 28 epochs, NMI 0.666 / 0.675 / 0.760 (seeds 0-2),
-    #: with the input BatchNorm 0.772 / 0.869 / 0.900; Sinkhorn's fell with it (0.809 / 0.834 ->
-    #: 0.701 / 0.771) and keeps "off" (docs/training.md)
+    #: exactly balanced labels on 0.40 of the digits after 28 epochs, NMI 0.666 / 0.675 / 0.760
+    #: (seeds 0-2), with the input BatchNorm 0.772 / 0.869 / 0.900; Sinkhorn's fell with it
+    #: (0.809 / 0.834 -> 0.701 / 0.771) and keeps "off" (docs/training.md)
     recipe_training: ClassVar[dict] = {"sela": {"lr": 2e-3, "head_bn": "pooled"}}
 
     backend: str = "highs"

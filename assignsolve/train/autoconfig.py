@@ -57,8 +57,8 @@ def auto_augment(input_shape: tuple[int, ...], recipe: str | None = None) -> str
 
 #: The training options a solver's ``recipe_training`` may set (hyper-parameters whose flag
 #: defaults to "not given"; not the recipe, data, output or seed of the run)
-SOLVER_TRAINING_KEYS = ("n_heads", "overcluster", "head_bn", "epochs", "batch_size", "optimizer", "lr", "lr_schedule",
-                        "relabel_every", "temperature", "pca_dim", "repeats", "freeze_prototypes")
+SOLVER_TRAINING_KEYS = ("n_heads", "overcluster", "head_bn", "epochs", "batch_size", "optimizer", "lr",
+                        "lr_schedule", "relabel_every", "temperature", "pca_dim", "repeats", "freeze_prototypes")
 
 
 def with_solver_training(cfg):
