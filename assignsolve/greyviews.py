@@ -8,7 +8,12 @@ translation. Measured on 5,000 real MNIST digits (``shared/data/README.md`` and
 pairing (with both views augmented IIC's MI rose while its clusters ignored the digits) and
 *strong* geometry plus a blanked rectangle (milder zoom without erasing stalled at 0.66).
 
-:func:`random_affine` draws, per sample, a rotation :math:`\alpha \sim U(\pm 25^\circ)`, a zoom
+:func:`random_stroke` first thickens or thins each digit's strokes by a random amount. Without it,
+IIC at some seeds clustered by stroke width within each shape family (on 5,000 MNIST digits, seed 3:
+ten balanced clusters at accuracy 0.45, with the mean ink of a cluster ranging from 60 to 153). With it,
+those seeds reach 0.96 (docs/training.md).
+
+Then :func:`random_affine` draws, per sample, a rotation :math:`\alpha \sim U(\pm 25^\circ)`, a zoom
 :math:`s \sim U(0.8, 1.5)`, a shear :math:`\kappa \sim U(\pm 0.15)` and a translation up to
 12 % of each side, composes them into one matrix and resamples once with ``grid_sample``
 (batched, no per-sample Python). :func:`random_erasing` blanks a random rectangle with
@@ -24,7 +29,8 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-__all__ = ["GreyParams", "CleanAndAugmented", "affine_matrix", "random_affine", "random_erasing", "erase_mask", "small_crops"]
+__all__ = ["GreyParams", "CleanAndAugmented", "affine_matrix", "random_affine", "random_erasing", "erase_mask",
+           "cross_extremum", "random_stroke", "small_crops"]
 
 
 @attrs.frozen
@@ -35,6 +41,7 @@ class GreyParams:
     scale: tuple[float, float] = (0.8, 1.5)
     translate: float = 0.12
     shear: float = 0.15
+    stroke: float = 0.5
     erase_p: float = 0.25
     erase_area: tuple[float, float] = (0.02, 0.33)
     erase_ratio: tuple[float, float] = (0.3, 3.3)
@@ -83,6 +90,28 @@ def random_affine(x: torch.Tensor, degrees: float = 25.0, scale: tuple[float, fl
     theta = affine_matrix(angle, zoom, kappa, tx, ty, h, w)
     grid = F.affine_grid(theta, [b, x.shape[1], h, w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def cross_extremum(x: torch.Tensor, largest: bool) -> torch.Tensor:
+    """Grey-level dilation (``largest``) or erosion of [B, C, H, W] by the 3x3 cross (a pixel and
+    its four neighbours; outside the image counts as background 0)."""
+    p = F.pad(x, (1, 1, 1, 1))
+    h, w = x.shape[-2:]
+    views = (p[..., 1:h + 1, 1:w + 1], p[..., :h, 1:w + 1], p[..., 2:, 1:w + 1], p[..., 1:h + 1, :w], p[..., 1:h + 1, 2:])
+    stacked = torch.stack(views)
+    return stacked.amax(0) if largest else stacked.amin(0)
+
+
+@torch.no_grad()
+def random_stroke(x: torch.Tensor, strength: float = 0.5) -> torch.Tensor:
+    r"""Per-sample random stroke width: :math:`t \sim U(\pm\text{strength})` (clipped to [-1, 1]);
+    :math:`x + |t| (D(x) - x)` with the cross dilation :math:`D` for :math:`t > 0`, the cross
+    erosion for :math:`t < 0`."""
+    if strength <= 0 or x.shape[0] == 0:
+        return x
+    t = ((2 * torch.rand(x.shape[0], device=x.device, dtype=x.dtype) - 1) * strength).clamp(-1, 1).view(-1, 1, 1, 1)
+    target = torch.where(t > 0, cross_extremum(x, True), cross_extremum(x, False))
+    return x + t.abs() * (target - x)
 
 
 def erase_mask(top: torch.Tensor, left: torch.Tensor, eh: torch.Tensor, ew: torch.Tensor,
@@ -134,7 +163,7 @@ class CleanAndAugmented:
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         p = self.params
-        v = random_affine(x, p.degrees, p.scale, p.translate, p.shear)
+        v = random_affine(random_stroke(x, p.stroke), p.degrees, p.scale, p.translate, p.shear)
         return random_erasing(v.clamp_(0.0, 1.0), p.erase_p, p.erase_area, p.erase_ratio)
 
     @torch.no_grad()

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from assignsolve import Problem
-from assignsolve.greyviews import CleanAndAugmented, affine_matrix, erase_mask, random_erasing, small_crops
+from assignsolve.greyviews import (CleanAndAugmented, affine_matrix, cross_extremum, erase_mask, random_erasing,
+                                  random_stroke, small_crops)
 from assignsolve.mi import IID_EPS, iic_head_losses, iic_loss
 from assignsolve.objectives import swav_loss, swav_multicrop_loss
 from assignsolve.train import Assigner, TrainConfig, run
@@ -152,6 +153,46 @@ def test_erase_mask_and_random_erasing():
     assert float(frac.mean()) == pytest.approx((0.02 + 0.33) / 2, abs=0.04)  # U(0.02, 0.33) areas
     some = random_erasing(x, p=0.25)
     assert 0.18 < float((some.flatten(1).min(1).values == 0).float().mean()) < 0.32
+
+
+def test_cross_dilation_and_erosion_by_hand():
+    x = torch.zeros(1, 1, 4, 5)
+    x[0, 0, 1, 1], x[0, 0, 2, 4] = 1.0, 0.5
+    dilated = torch.zeros(4, 5)
+    for r, c in [(0, 1), (1, 0), (1, 1), (1, 2), (2, 1)]:
+        dilated[r, c] = 1.0
+    for r, c in [(1, 4), (2, 3), (2, 4), (3, 4)]:  # (2, 5) is outside the image
+        dilated[r, c] = 0.5
+    assert torch.equal(cross_extremum(x, True)[0, 0], dilated)
+    block = torch.zeros(1, 1, 5, 5)
+    block[..., 1:4, 1:4] = 1.0
+    eroded = torch.zeros(1, 1, 5, 5)
+    eroded[..., 2, 2] = 1.0  # only the centre has all four neighbours inside the block
+    assert torch.equal(cross_extremum(block, False), eroded)
+    ones = torch.ones(1, 1, 3, 3)  # outside the image counts as background: the border erodes
+    assert torch.equal(cross_extremum(ones, False)[0, 0], torch.tensor([[0.0, 0, 0], [0, 1, 0], [0, 0, 0]]))
+
+
+def test_random_stroke_blends_each_image_towards_its_dilation_or_erosion():
+    torch.manual_seed(0)
+    one = torch.zeros(1, 1, 28, 28)
+    one[..., 6:22, 13:15] = 0.8  # a vertical bar, 2 px wide
+    x = one.repeat(2000, 1, 1, 1)
+    assert torch.equal(random_stroke(x, 0.0), x)
+    out = random_stroke(x, 0.5)
+    d, e = cross_extremum(one, True).flatten(), cross_extremum(one, False).flatten()
+    # thicker images gain ink, thinner lose it: solve out = x + t (D - x) or x + |t| (E - x) for t
+    gain = (out.flatten(1) - one.flatten()).sum(1)
+    t = torch.where(gain >= 0, gain / (d - one.flatten()).sum(), -gain / (e - one.flatten()).sum())
+    target = torch.where((t >= 0).view(-1, 1), d, e)
+    torch.testing.assert_close(out.flatten(1), one.flatten() + t.abs().view(-1, 1) * (target - one.flatten()))
+    assert float(t.abs().max()) <= 0.5 + 1e-6
+    assert float(t.mean()) == pytest.approx(0.0, abs=0.02)  # U(-0.5, 0.5): mean 0, std 0.5 / sqrt(3)
+    assert float(t.std()) == pytest.approx(0.5 / math.sqrt(3), abs=0.01)
+    # t ~ U(-3, 3) clipped to [-1, 1]: two thirds of the images are exactly their dilation or erosion
+    full = random_stroke(x, 3.0).flatten(1)
+    at_end = ((full == d).all(1) | (full == e).all(1)).float().mean()
+    assert float(at_end) == pytest.approx(2 / 3, abs=0.04)
 
 
 def test_clean_and_augmented_pairs_the_clean_batch_with_repeats():
