@@ -12,6 +12,7 @@ import math
 import attrs
 
 from ..core.errors import TrainError
+from ..greyviews import GreyParams
 
 __all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_encoder", "auto_epochs", "auto_augment",
            "resolve_config", "with_solver_training", "SOLVER_TRAINING_KEYS"]
@@ -85,7 +86,7 @@ def with_solver_training(cfg):
 
 def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
     """``cfg`` with the solver's training defaults for its recipe (:func:`with_solver_training`),
-    then epochs, batch size, augmentation and repeats filled in from the data and recipe."""
+    then epochs, batch size, augmentation, stroke jitter and repeats filled in from the data and recipe."""
     cfg = with_solver_training(cfg)
     recipe = cfg.recipe
     changes = {}
@@ -100,6 +101,11 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
     if cfg.repeats not in (None, 1) and augment != "grey":
         raise TrainError(f"--repeats {cfg.repeats}: augmented copies are made by the 'grey' views only, "
                          f"and the augmentation here is {augment!r} (give --augment grey, or drop --repeats)")
+    if cfg.stroke_jitter not in (None, 0) and augment != "grey":
+        raise TrainError(f"--stroke-jitter {cfg.stroke_jitter}: stroke widths are varied by the 'grey' views only, "
+                         f"and the augmentation here is {augment!r} (give --augment grey, or drop --stroke-jitter)")
+    if cfg.stroke_jitter is None:
+        changes["stroke_jitter"] = GreyParams().stroke if augment == "grey" else 0.0
     if cfg.repeats is None:
         from ..registry.manager import recipe_entry
 

@@ -132,6 +132,8 @@ def saved_with_solver(ckpt: Mapping) -> dict:
             saved["head_bn_used"] = saved.get("head_bn") or recipe_entry(saved["recipe"]).cls.default_head_bn
         except KeyError:  # no recipe saved, or one no longer registered: compared as today's
             pass
+    # written before the stroke jitter: the 'grey' views had none (resumes with --stroke-jitter 0)
+    saved.setdefault("stroke_jitter", 0.0)
     if "solver_options_used" not in saved:
         try:
             saved["solver_options_used"] = json.loads(ckpt["solver"])["options"]

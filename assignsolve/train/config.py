@@ -99,6 +99,8 @@ class TrainConfig:
     amdim_reg: float = attrs.field(default=0.05, validator=_at_least(0))
     augment: str = attrs.field(default="auto")
     repeats: int | None = attrs.field(default=None, validator=_at_least(1, optional=True))
+    stroke_jitter: float | None = attrs.field(default=None, validator=[_at_least(0, optional=True),
+                                                                       _at_most(1, optional=True)])
     freeze_prototypes: int | None = attrs.field(default=None, validator=_at_least(0, optional=True))
     small_crops: int = attrs.field(default=0, validator=_at_least(0))
     seed: int = attrs.field(default=0, validator=_at_least(0))
@@ -284,6 +286,9 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "assignsolve.augment.TwoViews (weak, default, strong)"),
     ("repeats", int, "R", "'grey' views: augmented copies per clean image (IIC's --num_dataloaders; "
      "default: iic 4, others 1)"),
+    ("stroke_jitter", float, "W", "'grey' views: each augmented copy's strokes thickened or thinned by "
+     "t ~ U(-W, W) of a cross dilation / erosion, assignsolve.greyviews.random_stroke (default 0.5; "
+     "0: off, as before 2026-12-05)"),
     ("freeze_prototypes", int, "STEPS", "SwAV: keep the prototypes fixed for the first STEPS optimiser "
      "steps (SwAV's freeze_prototypes_niters; default: one epoch)"),
     ("small_crops", int, "M", "SwAV multi-crop: M extra small crops per image (codes from the 2 large "

@@ -130,7 +130,8 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     optimizer_name, lr = cfg.optimizer_lr
     if d.main:
         print(f"assignsolve run: {recipe_name} recipe, encoder {cfg.encoder}, {cfg.epochs} epochs, batch "
-              f"{cfg.batch_size}, {optimizer_name} lr {lr:g}, augment {cfg.augment!r} x{cfg.repeats}", file=sys.stderr)
+              f"{cfg.batch_size}, {optimizer_name} lr {lr:g}, augment {cfg.augment!r} x{cfg.repeats}"
+              f"{f', stroke jitter {cfg.stroke_jitter:g}' if cfg.stroke_jitter else ''}", file=sys.stderr)
     if cfg.n_clusters is not None:
         k = cfg.n_clusters
     elif data.labels is not None:
@@ -159,8 +160,8 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
     if cfg.augment == "grey":
-        from ..greyviews import CleanAndAugmented
-        augment = CleanAndAugmented(cfg.repeats)
+        from ..greyviews import CleanAndAugmented, GreyParams
+        augment = CleanAndAugmented(cfg.repeats, GreyParams(stroke=cfg.stroke_jitter))
     else:
         augment = TwoViews(input_shape, strength=cfg.augment, device=device)
     ctx = Context(cfg, d, device, data, model, ddp_model, optimizer, scaler, recipe, assigner, augment)

@@ -55,6 +55,16 @@ def test_auto_defaults_follow_the_data():
     with pytest.raises(TrainError, match=r"--repeats 4: .*'weak'"):
         resolve_config(TrainConfig(solver="iic", repeats=4), 1797, (1, 8, 8))
     assert resolve_config(TrainConfig(solver="iic", repeats=1), 1797, (1, 8, 8)).repeats == 1
+    # the stroke jitter of the 'grey' views: on by default there, off (0) elsewhere, refused elsewhere
+    assert iic.stroke_jitter == dc.stroke_jitter == 0.5
+    assert resolve_config(TrainConfig(solver="iic"), 1797, (1, 8, 8)).stroke_jitter == 0.0
+    assert resolve_config(TrainConfig(solver="iic", stroke_jitter=0.2), 5000, (1, 28, 28)).stroke_jitter == 0.2
+    assert resolve_config(TrainConfig(solver="iic", stroke_jitter=0), 1797, (1, 8, 8)).stroke_jitter == 0
+    with pytest.raises(TrainError, match=r"--stroke-jitter 0.3: .*'weak'"):
+        resolve_config(TrainConfig(solver="iic", stroke_jitter=0.3), 1797, (1, 8, 8))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(TrainError, match="stroke_jitter"):
+            TrainConfig(stroke_jitter=bad)
 
 
 def test_lp_asks_sela_for_standardised_head_inputs_on_globally_pooled_features():

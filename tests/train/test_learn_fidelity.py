@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from assignsolve import Problem
-from assignsolve.greyviews import (CleanAndAugmented, affine_matrix, cross_extremum, erase_mask, random_erasing,
-                                  random_stroke, small_crops)
+from assignsolve.greyviews import (CleanAndAugmented, GreyParams, affine_matrix, cross_extremum, erase_mask,
+                                  random_erasing, random_stroke, small_crops)
 from assignsolve.mi import IID_EPS, iic_head_losses, iic_loss
 from assignsolve.objectives import swav_loss, swav_multicrop_loss
 from assignsolve.train import Assigner, TrainConfig, run
@@ -193,6 +193,18 @@ def test_random_stroke_blends_each_image_towards_its_dilation_or_erosion():
     full = random_stroke(x, 3.0).flatten(1)
     at_end = ((full == d).all(1) | (full == e).all(1)).float().mean()
     assert float(at_end) == pytest.approx(2 / 3, abs=0.04)
+
+
+def test_clean_and_augmented_varies_the_strokes_first_with_its_strength():
+    x = torch.rand(8, 1, 28, 28)
+    still = dict(degrees=0.0, scale=(1.0, 1.0), translate=0.0, shear=0.0, erase_p=0.0)
+    torch.manual_seed(3)
+    _, aug = CleanAndAugmented(2, GreyParams(stroke=0.4, **still))(x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(aug, random_stroke(x.repeat(2, 1, 1, 1), 0.4).clamp(0, 1), atol=1e-5, rtol=0)
+    assert CleanAndAugmented(2).params.stroke == 0.5  # the default, on
+    _, off = CleanAndAugmented(2, GreyParams(stroke=0.0, **still))(x)
+    torch.testing.assert_close(off, x.repeat(2, 1, 1, 1), atol=1e-5, rtol=0)
 
 
 def test_clean_and_augmented_pairs_the_clean_batch_with_repeats():

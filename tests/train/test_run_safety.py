@@ -221,6 +221,27 @@ def test_resume_of_a_run_saved_before_head_bn_compares_the_recipes_default(run_c
     assert _main(run_copy, "--resume", epochs=2) == 0
 
 
+def test_resume_of_a_grey_run_saved_before_the_stroke_jitter_is_refused_then_resumes_without_it(tmp_path, capsys):
+    # 16 px greyscale images get the 'grey' views, with the stroke jitter since 2026-12-05; a
+    # checkpoint without 'stroke_jitter' had none: resuming at the new default is refused, not taken
+    data = tmp_path / "grey.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, images=rng.integers(0, 256, (48, 1, 16, 16), dtype=np.uint8), labels=np.arange(48) % 10)
+    out = tmp_path / "run"
+    assert _main(out, "--data", str(data)) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["augment"], config["stroke_jitter"]) == ("grey", 0.5)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    config = json.loads(ckpt["config"])
+    del config["stroke_jitter"]
+    ckpt["config"] = json.dumps(config)
+    torch.save(ckpt, out / "checkpoint.pt")
+    assert _main(out, "--data", str(data), "--resume", epochs=2) == 2
+    line = _error_line(capsys)
+    assert "--stroke-jitter" in line and "0.0" in line and "0.5" in line, line
+    assert _main(out, "--data", str(data), "--resume", "--stroke-jitter", "0", epochs=2) == 0
+
+
 def test_resume_allows_raising_epochs_and_the_listed_options(run_copy):
     assert _main(run_copy, "--resume", "--n-clusters", "10", "--eval-every", "2", "--progress", "--device", "cpu",
                  epochs=2) == 0
@@ -321,7 +342,8 @@ def test_ctrl_c_in_the_second_epoch_keeps_the_first(tmp_path, monkeypatch, capsy
 @pytest.mark.parametrize("extra,named", [
     (["--augment", "bogus"], "'bogus'"), (["--device", "bogus"], "'bogus'"),
     (["--solver-opt", "epsilon=0"], "epsilon"), (["--solver-opt", "bogus=1"], "bogus"),
-    (["--encoder-opt", "bogus=1"], "bogus"),
+    (["--encoder-opt", "bogus=1"], "bogus"), (["--stroke-jitter", "1.5"], "1.5"),
+    (["--stroke-jitter", "0.3"], "--stroke-jitter 0.3"),  # digits (8x8) get no 'grey' views
 ])
 def test_bad_option_is_one_line_exit_2(tmp_path, capsys, extra, named):
     assert _main(tmp_path / "run", *extra) == 2
