@@ -109,7 +109,8 @@ def random_stroke(x: torch.Tensor, strength: float = 0.5) -> torch.Tensor:
     erosion for :math:`t < 0`."""
     if strength <= 0 or x.shape[0] == 0:
         return x
-    t = ((2 * torch.rand(x.shape[0], device=x.device, dtype=x.dtype) - 1) * strength).clamp(-1, 1).view(-1, 1, 1, 1)
+    u = torch.rand(x.shape[0], device=x.device, dtype=x.dtype)
+    t = ((2 * u - 1) * strength).clamp(-1, 1).view(-1, 1, 1, 1)
     target = torch.where(t > 0, cross_extremum(x, True), cross_extremum(x, False))
     return x + t.abs() * (target - x)
 

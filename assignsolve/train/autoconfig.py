@@ -12,7 +12,6 @@ import math
 import attrs
 
 from ..core.errors import TrainError
-from ..greyviews import GreyParams
 
 __all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_encoder", "auto_epochs", "auto_augment",
            "resolve_config", "with_solver_training", "SOLVER_TRAINING_KEYS"]
@@ -87,6 +86,8 @@ def with_solver_training(cfg):
 def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
     """``cfg`` with the solver's training defaults for its recipe (:func:`with_solver_training`),
     then epochs, batch size, augmentation, stroke jitter and repeats filled in from the data and recipe."""
+    from ..registry.manager import recipe_entry
+
     cfg = with_solver_training(cfg)
     recipe = cfg.recipe
     changes = {}
@@ -104,11 +105,10 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
     if cfg.stroke_jitter not in (None, 0) and augment != "grey":
         raise TrainError(f"--stroke-jitter {cfg.stroke_jitter}: stroke widths are varied by the 'grey' views only, "
                          f"and the augmentation here is {augment!r} (give --augment grey, or drop --stroke-jitter)")
+    recipe_cls = recipe_entry(recipe).cls
     if cfg.stroke_jitter is None:
-        changes["stroke_jitter"] = GreyParams().stroke if augment == "grey" else 0.0
+        changes["stroke_jitter"] = recipe_cls.default_stroke_jitter if augment == "grey" else 0.0
     if cfg.repeats is None:
-        from ..registry.manager import recipe_entry
-
-        two_views = recipe_entry(recipe).cls.two_views
+        two_views = recipe_cls.two_views
         changes["repeats"] = RECIPE_REPEATS.get(recipe, 1) if (augment == "grey" and two_views) else 1
     return attrs.evolve(cfg, **changes)

@@ -287,8 +287,8 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("repeats", int, "R", "'grey' views: augmented copies per clean image (IIC's --num_dataloaders; "
      "default: iic 4, others 1)"),
     ("stroke_jitter", float, "W", "'grey' views: each augmented copy's strokes thickened or thinned by "
-     "t ~ U(-W, W) of a cross dilation / erosion, assignsolve.greyviews.random_stroke (default 0.5; "
-     "0: off, as before 2026-12-05)"),
+     "t ~ U(-W, W) of a cross dilation / erosion, assignsolve.greyviews.random_stroke (default: the "
+     "recipe's: iic, coke, swav 0.5, sela, deepcluster 0; 0: off, the 'grey' views before this option)"),
     ("freeze_prototypes", int, "STEPS", "SwAV: keep the prototypes fixed for the first STEPS optimiser "
      "steps (SwAV's freeze_prototypes_niters; default: one epoch)"),
     ("small_crops", int, "M", "SwAV multi-crop: M extra small crops per image (codes from the 2 large "

@@ -222,13 +222,14 @@ def test_resume_of_a_run_saved_before_head_bn_compares_the_recipes_default(run_c
 
 
 def test_resume_of_a_grey_run_saved_before_the_stroke_jitter_is_refused_then_resumes_without_it(tmp_path, capsys):
-    # 16 px greyscale images get the 'grey' views, with the stroke jitter since 2026-12-05; a
-    # checkpoint without 'stroke_jitter' had none: resuming at the new default is refused, not taken
+    # 16 px greyscale images get the 'grey' views, with IIC's stroke jitter since --stroke-jitter;
+    # a checkpoint without 'stroke_jitter' had none: resuming at the new default is refused, not taken
     data = tmp_path / "grey.npz"
     rng = np.random.default_rng(0)
     np.savez(data, images=rng.integers(0, 256, (48, 1, 16, 16), dtype=np.uint8), labels=np.arange(48) % 10)
     out = tmp_path / "run"
-    assert _main(out, "--data", str(data)) == 0
+    run = ["--data", str(data), "--solver", "iic"]
+    assert _main(out, *run) == 0
     config = json.loads((out / "config.json").read_text())
     assert (config["augment"], config["stroke_jitter"]) == ("grey", 0.5)
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -236,10 +237,10 @@ def test_resume_of_a_grey_run_saved_before_the_stroke_jitter_is_refused_then_res
     del config["stroke_jitter"]
     ckpt["config"] = json.dumps(config)
     torch.save(ckpt, out / "checkpoint.pt")
-    assert _main(out, "--data", str(data), "--resume", epochs=2) == 2
+    assert _main(out, *run, "--resume", epochs=2) == 2
     line = _error_line(capsys)
     assert "--stroke-jitter" in line and "0.0" in line and "0.5" in line, line
-    assert _main(out, "--data", str(data), "--resume", "--stroke-jitter", "0", epochs=2) == 0
+    assert _main(out, *run, "--resume", "--stroke-jitter", "0", epochs=2) == 0
 
 
 def test_resume_allows_raising_epochs_and_the_listed_options(run_copy):

@@ -45,6 +45,9 @@ class Recipe:
     #: ``--head-bn`` when not given: standardise the cluster heads' input "on", "pooled" (only
     #: when the encoder pools globally) or "off"
     default_head_bn: ClassVar[str] = "off"
+    #: ``--stroke-jitter`` when not given and the views are 'grey' (digits of 16+ px): how far each
+    #: augmented copy's strokes are thickened or thinned (:func:`assignsolve.greyviews.random_stroke`)
+    default_stroke_jitter: ClassVar[float] = 0.0
     #: ``--relabel-every`` when not given (recipes that re-label the whole dataset)
     default_relabel_every: ClassVar[float] = 1.0
     #: weight of the AMDIM term when ``--amdim-weight`` is not given (> 0 adds AMDIM's heads)

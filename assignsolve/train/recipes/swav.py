@@ -43,6 +43,8 @@ class SwAV(Recipe):
     #: 0.955 / 0.952 / 0.956 at 0.25; held out 0.919 / 0.951 / 0.957) and on 8x8 digits (NMI 0.800 /
     #: 0.873 / 0.873); 0.3 lost the digits (0.716): docs/training.md
     default_temperature: ClassVar[float] = 0.25
+    #: the two views learn stroke-width invariance (as IIC's and CoKe's; docs/training.md)
+    default_stroke_jitter: ClassVar[float] = 0.5
 
     def build_heads(self):
         return {"proj": ProjectionHead(self.feat_dim, self.cfg.hidden_dim, self.cfg.proj_dim),
