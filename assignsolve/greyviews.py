@@ -8,10 +8,12 @@ translation. Measured on 5,000 real MNIST digits (``shared/data/README.md`` and
 pairing (with both views augmented IIC's MI rose while its clusters ignored the digits) and
 *strong* geometry plus a blanked rectangle (milder zoom without erasing stalled at 0.66).
 
-:func:`random_stroke` first thickens or thins each digit's strokes by a random amount. Without it,
-IIC at some seeds clustered by stroke width within each shape family (on 5,000 MNIST digits, seed 3:
-ten balanced clusters at accuracy 0.45, with the mean ink of a cluster ranging from 60 to 153). With it,
-those seeds reach 0.96 (docs/training.md).
+:func:`random_stroke` first thickens or thins each digit's strokes by a random amount
+(``GreyParams.stroke``; a run takes its recipe's ``default_stroke_jitter``: on for the two-view
+recipes IIC, CoKe and SwAV, off for SeLa and DeepCluster, which lost with it). Without it, IIC at
+some seeds clustered by stroke width within each shape family (on 5,000 MNIST digits, seed 3: ten
+balanced clusters at accuracy 0.45, with the mean ink of a cluster ranging from 60 to 153). With
+it, those seeds reach 0.96 (docs/training.md).
 
 Then :func:`random_affine` draws, per sample, a rotation :math:`\alpha \sim U(\pm 25^\circ)`, a zoom
 :math:`s \sim U(0.8, 1.5)`, a shear :math:`\kappa \sim U(\pm 0.15)` and a translation up to
@@ -97,7 +99,8 @@ def cross_extremum(x: torch.Tensor, largest: bool) -> torch.Tensor:
     its four neighbours; outside the image counts as background 0)."""
     p = F.pad(x, (1, 1, 1, 1))
     h, w = x.shape[-2:]
-    views = (p[..., 1:h + 1, 1:w + 1], p[..., :h, 1:w + 1], p[..., 2:, 1:w + 1], p[..., 1:h + 1, :w], p[..., 1:h + 1, 2:])
+    views = (p[..., 1:h + 1, 1:w + 1], p[..., :h, 1:w + 1], p[..., 2:, 1:w + 1],  # centre, up, down
+             p[..., 1:h + 1, :w], p[..., 1:h + 1, 2:])  # left, right
     stacked = torch.stack(views)
     return stacked.amax(0) if largest else stacked.amin(0)
 
