@@ -25,7 +25,7 @@ import torch
 
 from ..core.errors import TrainError
 from .atomic import atomic_write
-from .config import TrainConfig
+from .config import TrainConfig, head_bn_for
 
 __all__ = ["FORMAT", "MAY_CHANGE", "check_resume", "load_checkpoint", "restore", "save_checkpoint",
            "saved_with_solver"]
@@ -126,10 +126,8 @@ def saved_with_solver(ckpt: Mapping) -> dict:
     from the checkpoint's solver record (so a changed solver default is refused, not taken)."""
     saved = dict(ckpt["config"])
     if "head_bn_used" not in saved:  # written before --head-bn: the heads were the recipe's default
-        from ..registry.manager import recipe_entry
-
         try:
-            saved["head_bn_used"] = saved.get("head_bn") or recipe_entry(saved["recipe"]).cls.default_head_bn
+            saved["head_bn_used"] = head_bn_for(saved.get("head_bn"), saved["recipe"])
         except KeyError:  # no recipe saved, or one no longer registered: compared as today's
             pass
     # written before the stroke jitter: the 'grey' views had none (resumes with --stroke-jitter 0)

@@ -45,6 +45,14 @@ def _below_one(value) -> None:
         raise TrainError(f"holdout: expected a fraction in [0, 1), found {value!r}")
 
 
+def head_bn_for(head_bn: str | None, recipe: str) -> str:
+    """The heads' normalisation as used: ``head_bn`` when given, else ``recipe``'s ``default_head_bn``
+    (:class:`KeyError` for a recipe that is not registered)."""
+    from ..registry.manager import recipe_entry
+
+    return head_bn or recipe_entry(recipe).cls.default_head_bn
+
+
 def _yaml_switch(value):
     """YAML reads an unquoted on / off as true / false: back to the words."""
     return {True: "on", False: "off"}[value] if isinstance(value, bool) else value
@@ -149,9 +157,7 @@ class TrainConfig:
     @property
     def head_bn_used(self) -> str:
         """``--head-bn`` when given, else the recipe's ``default_head_bn``."""
-        from ..registry.manager import recipe_entry
-
-        return self.head_bn or recipe_entry(self.recipe).cls.default_head_bn
+        return head_bn_for(self.head_bn, self.recipe)
 
     @property
     def relabel_every_used(self) -> float:
