@@ -63,13 +63,15 @@ SOLVER_TRAINING_KEYS = ("n_heads", "overcluster", "head_bn", "epochs", "batch_si
 
 def with_solver_training(cfg):
     """``cfg`` with the solver's ``recipe_training`` for this run's recipe, for the options the
-    user left unset (``lr`` only while the optimiser is the recipe's own: the value is for it).
-    A name outside :data:`SOLVER_TRAINING_KEYS`, or a value the option's validator refuses, is a
+    user left unset (``lr`` only while the optimiser is the one the value is for: the solver's
+    ``optimizer`` when it names one, else the recipe's own). A name outside
+    :data:`SOLVER_TRAINING_KEYS`, or a value the option's validator refuses, is a
     :class:`TrainError` naming the solver."""
     from ..registry.manager import recipe_entry, solver_entry
 
     wanted = solver_entry(cfg.solver).recipe_training.get(cfg.recipe, {})
-    own_optimizer = cfg.optimizer in (None, recipe_entry(cfg.recipe).cls.default_optimizer)
+    meant_for = wanted.get("optimizer", recipe_entry(cfg.recipe).cls.default_optimizer)
+    own_optimizer = cfg.optimizer in (None, meant_for)
     out = {}
     for key, value in wanted.items():
         if key not in SOLVER_TRAINING_KEYS:

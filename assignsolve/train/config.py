@@ -191,8 +191,10 @@ def scheduled_lr(base: float, schedule: str, progress: float) -> float:
 #: 2018, Sec. 4): SGD, lr 0.05, momentum 0.9; with Adam, every epoch's fresh top layer sends
 #: near-zero but Adam-normalised (so full-size) updates into the encoder, which drifts
 #: (measured on digits: pseudo-label NMI 0.78 -> 0.77 with Adam, -> 0.83 with SGD; docs/training.md).
+#: SeLa (Asano et al. 2020, yukimasano/self-label): SGD, lr 0.05, momentum 0.9 (measured in the
+#: recipe's docstring).
 #: (declared on each recipe as ``default_optimizer``; this table shows the built-ins')
-RECIPE_OPTIMIZER = {"deepcluster": "sgd"}
+RECIPE_OPTIMIZER = {"deepcluster": "sgd", "sela": "sgd"}
 
 
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
@@ -259,9 +261,10 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "10 for 5,000+ images, 28 for the 1,797 digits)"),
     ("batch_size", int, "B", "mini-batch size per process (default: per recipe: iic 128 (x4 augmented "
      "repeats), others 256)"),
-    ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster, as the paper; adam otherwise)"),
+    ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster and sela, as the "
+     "papers; adam otherwise; a solver may ask its recipe for another: lp adam under sela)"),
     ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam; a solver may ask its recipe "
-     "for another: lp 2e-3 with sela's adam)"),
+     "for another: lp adam at 2e-3 under sela)"),
     ("lr_schedule", str, "NAME", "learning rate over the run, set every step: constant, or cosine (SwAV's "
      "decay from --lr to 0 over --epochs; on 5,000 MNIST digits it cost SwAV 0.03-0.09 accuracy in 10 epochs, "
      "docs/training.md) (default: the recipe's; constant for every built-in recipe)"),

@@ -10,20 +10,28 @@ from assignsolve.train import TrainConfig
 from assignsolve.train.autoconfig import auto_augment, auto_encoder, auto_epochs, resolve_config
 
 
-def test_lp_asks_the_sela_recipe_for_adam_at_2e_3_where_the_user_set_no_rate(monkeypatch):
-    # the lp solver's recipe_training: {"sela": {"lr": 2e-3}}; Sinkhorn under the same recipe
-    # keeps the recipe's 1e-3; the user's --lr, or another --optimizer, wins
+def test_lp_asks_the_sela_recipe_for_adam_at_2e_3_where_the_user_set_neither(monkeypatch):
+    # the lp solver's recipe_training: {"sela": {"optimizer": "adam", "lr": 2e-3}}; Sinkhorn under
+    # the same recipe keeps the recipe's SGD at 0.05; the user's --lr, or another --optimizer,
+    # wins, and the solver's 2e-3 (meant for Adam) never reaches the user's SGD
     from assignsolve.registry import manager
 
     mnist = (1, 28, 28)
     assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).optimizer_lr == ("adam", 2e-3)
     assert resolve_config(TrainConfig(solver="lp"), 1797, (1, 8, 8)).optimizer_lr == ("adam", 2e-3)
     assert resolve_config(TrainConfig(solver="lp", optimizer="adam"), 5000, mnist).optimizer_lr == ("adam", 2e-3)
-    assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist).optimizer_lr == ("adam", 1e-3)
+    assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist).optimizer_lr == ("sgd", 0.05)
     assert resolve_config(TrainConfig(solver="lp", lr=5e-4), 5000, mnist).optimizer_lr == ("adam", 5e-4)
     assert resolve_config(TrainConfig(solver="lp", optimizer="sgd"), 5000, mnist).optimizer_lr == ("sgd", 0.05)
-    assert resolve_config(TrainConfig(solver="lp", method="swav"), 5000, mnist).lr is None
+    assert resolve_config(TrainConfig(solver="lp", optimizer="sgd", lr=0.01), 5000, mnist).optimizer_lr == ("sgd", 0.01)
+    # a solver that names no optimiser gives its rate to the recipe's own only
     lp = manager.solver_entry("lp")
+    rate_only = attrs.evolve(lp, recipe_training={"sela": {"lr": 0.02}})
+    monkeypatch.setattr(manager, "solver_entry", lambda name: rate_only)
+    assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).optimizer_lr == ("sgd", 0.02)
+    assert resolve_config(TrainConfig(solver="lp", optimizer="adam"), 5000, mnist).optimizer_lr == ("adam", 1e-3)
+    monkeypatch.undo()
+    assert resolve_config(TrainConfig(solver="lp", method="swav"), 5000, mnist).lr is None
     for training, message in [({"learning_rate": 2e-3}, "'learning_rate', which is not a training option"),
                               ({"method": "swav"}, "'method', which is not a training option"),
                               ({"lr": "fast"}, r"solver 'lp': recipe_training\['sela'\]: .*lr")]:

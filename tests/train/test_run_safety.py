@@ -243,6 +243,24 @@ def test_resume_of_a_grey_run_saved_before_the_stroke_jitter_is_refused_then_res
     assert _main(out, *run, "--resume", "--stroke-jitter", "0", epochs=2) == 0
 
 
+def test_resume_of_a_sela_run_saved_when_its_default_was_adam_is_refused_then_resumes_with_it(tmp_path, capsys):
+    # SeLa trains with SGD since 2026-12-07 (Adam before): a run made with the old default
+    # (optimizer not given, optimizer_used 'adam') does not silently go on with SGD
+    out = tmp_path / "run"
+    assert _main(out, "--solver", "sinkhorn-pot", "--optimizer", "adam") == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    config = json.loads(ckpt["config"])
+    assert (config["optimizer_used"], config["lr_used"]) == ("adam", 1e-3)
+    config["optimizer"] = None  # as if the run had taken the recipe's default of the day
+    ckpt["config"] = json.dumps(config)
+    torch.save(ckpt, out / "checkpoint.pt")
+    assert _main(out, "--solver", "sinkhorn-pot", "--resume", epochs=2) == 2
+    line = _error_line(capsys)
+    assert "--optimizer was 'adam' in the checkpoint, found 'sgd'" in line, line
+    assert _main(out, "--solver", "sinkhorn-pot", "--resume", "--optimizer", "adam", epochs=2) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
+
+
 def test_resume_allows_raising_epochs_and_the_listed_options(run_copy):
     assert _main(run_copy, "--resume", "--n-clusters", "10", "--eval-every", "2", "--progress", "--device", "cpu",
                  epochs=2) == 0

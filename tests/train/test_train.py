@@ -109,6 +109,8 @@ def test_resume_of_deepcluster_and_coke_state(tmp_path, solver):
 
 def test_recipe_picks_the_papers_optimizer_unless_flags_say_otherwise(tmp_path):
     assert TrainConfig(solver="kmeans").optimizer_lr == ("sgd", 0.05)  # DeepCluster: SGD, lr 0.05
+    assert TrainConfig(solver="sinkhorn-pot").optimizer_lr == ("sgd", 0.05)  # SeLa (self-label): SGD, lr 0.05
+    assert TrainConfig(solver="sinkhorn-pot", optimizer="adam").optimizer_lr == ("adam", 1e-3)
     assert TrainConfig(solver="sinkhorn-gpu").optimizer_lr == ("adam", 1e-3)
     assert TrainConfig(solver="coke").optimizer_lr == ("adam", 1e-3)
     assert TrainConfig(solver="kmeans", optimizer="adam").optimizer_lr == ("adam", 1e-3)
