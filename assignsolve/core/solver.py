@@ -33,7 +33,8 @@ class Solver(Protocol):
     applied when the solver runs under that recipe (the user's ``--solver-opt`` wins), and
     ``recipe_training``, ``{recipe name: {training option: value}}``, training defaults
     (:class:`~assignsolve.train.TrainConfig` fields such as ``lr``) that ``assignsolve run``
-    takes under that recipe where the user gave none.
+    takes under that recipe where the user gave none (``lr`` only with the optimiser it is for:
+    the entry's ``optimizer`` when it names one, else the recipe's own).
     """
 
     name: ClassVar[str]

@@ -158,9 +158,12 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int)
                     "lr_used": "lr", "relabel_every_used": "relabel_every", "temperature_used": "temperature",
                     "solver_options_used": "solver_opt", "n_heads_used": "n_heads",
                     "head_bn_used": "head_bn"}.get(key, key)
+            hint = ""
+            if key.endswith("_used") and getattr(cfg, name, None) is None and not isinstance(old, Mapping):
+                hint = f"; {_flag(name)} {old} resumes it as it was (a default that changed since the run)"
             raise TrainError(f"--resume: {_flag(name)} was {old!r} in the checkpoint, found {now[key]!r}: it changes "
                              f"the experiment (may change: {allowed}; --epochs only upwards); "
-                             "use another --out for a new run")
+                             f"use another --out for a new run{hint}")
     if cfg.epochs < done:
         raise TrainError(f"--resume: --epochs {cfg.epochs} is below the {done} epochs already in the checkpoint")
 

@@ -264,7 +264,7 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster and sela, as the "
      "papers; adam otherwise; a solver may ask its recipe for another: lp adam under sela)"),
     ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam; a solver may ask its recipe "
-     "for another: lp adam at 2e-3 under sela)"),
+     "for another: lp adam at 2e-3 under sela, where --lr alone keeps its adam)"),
     ("lr_schedule", str, "NAME", "learning rate over the run, set every step: constant, or cosine (SwAV's "
      "decay from --lr to 0 over --epochs; on 5,000 MNIST digits it cost SwAV 0.03-0.09 accuracy in 10 epochs, "
      "docs/training.md) (default: the recipe's; constant for every built-in recipe)"),

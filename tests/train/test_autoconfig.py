@@ -32,6 +32,8 @@ def test_lp_asks_the_sela_recipe_for_adam_at_2e_3_where_the_user_set_neither(mon
     assert resolve_config(TrainConfig(solver="lp", optimizer="adam"), 5000, mnist).optimizer_lr == ("adam", 1e-3)
     monkeypatch.undo()
     assert resolve_config(TrainConfig(solver="lp", method="swav"), 5000, mnist).lr is None
+    assert resolve_config(TrainConfig(solver="lp", method="swav"), 5000, mnist).optimizer_lr == ("adam", 1e-3)
+    assert resolve_config(TrainConfig(solver="lp", method="deepcluster"), 5000, mnist).optimizer_lr == ("sgd", 0.05)
     for training, message in [({"learning_rate": 2e-3}, "'learning_rate', which is not a training option"),
                               ({"method": "swav"}, "'method', which is not a training option"),
                               ({"lr": "fast"}, r"solver 'lp': recipe_training\['sela'\]: .*lr")]:

@@ -251,12 +251,15 @@ def test_resume_of_a_sela_run_saved_when_its_default_was_adam_is_refused_then_re
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     config = json.loads(ckpt["config"])
     assert (config["optimizer_used"], config["lr_used"]) == ("adam", 1e-3)
-    config["optimizer"] = None  # as if the run had taken the recipe's default of the day
+    config["optimizer"] = None  # as the run had saved it, had it taken the default of the day
     ckpt["config"] = json.dumps(config)
     torch.save(ckpt, out / "checkpoint.pt")
     assert _main(out, "--solver", "sinkhorn-pot", "--resume", epochs=2) == 2
     line = _error_line(capsys)
     assert "--optimizer was 'adam' in the checkpoint, found 'sgd'" in line, line
+    assert line.endswith("; --optimizer adam resumes it as it was (a default that changed since the run)"), line
+    assert _main(out, "--solver", "sinkhorn-pot", "--resume", "--optimizer", "sgd", epochs=2) == 2
+    assert "resumes it as it was" not in _error_line(capsys)  # the flag was given: no hint
     assert _main(out, "--solver", "sinkhorn-pot", "--resume", "--optimizer", "adam", epochs=2) == 0
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
 

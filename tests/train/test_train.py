@@ -17,8 +17,10 @@ from assignsolve.train.checkpoint import load_checkpoint
 import assignsolve
 from assignsolve import cli
 from assignsolve.core.errors import MissingDependencyError
+from assignsolve.registry.manager import get_registry
 from assignsolve.train import (
-    Assigner, DeepCluster, Dist, TrainConfig, TrainError, config_from_args, deepcluster_pca_dim, default_method, run,
+    RECIPE_OPTIMIZER, Assigner, DeepCluster, Dist, TrainConfig, TrainError, config_from_args, deepcluster_pca_dim,
+    default_method, run,
 )
 
 BUILTIN_SOLVERS = ["lp", "sinkhorn-pot", "sinkhorn-gpu", "kmeans", "coke", "iic"]
@@ -112,6 +114,8 @@ def test_recipe_picks_the_papers_optimizer_unless_flags_say_otherwise(tmp_path):
     assert TrainConfig(solver="sinkhorn-pot").optimizer_lr == ("sgd", 0.05)  # SeLa (self-label): SGD, lr 0.05
     assert TrainConfig(solver="sinkhorn-pot", optimizer="adam").optimizer_lr == ("adam", 1e-3)
     assert TrainConfig(solver="sinkhorn-gpu").optimizer_lr == ("adam", 1e-3)
+    builtin = {n: e.cls.default_optimizer for n, e in get_registry().recipes.items() if e.plugin == "recipes"}
+    assert {n: o for n, o in builtin.items() if o != "adam"} == RECIPE_OPTIMIZER  # the documented table
     assert TrainConfig(solver="coke").optimizer_lr == ("adam", 1e-3)
     assert TrainConfig(solver="kmeans", optimizer="adam").optimizer_lr == ("adam", 1e-3)
     assert TrainConfig(solver="kmeans", lr=0.2).optimizer_lr == ("sgd", 0.2)
