@@ -191,8 +191,8 @@ def scheduled_lr(base: float, schedule: str, progress: float) -> float:
 #: 2018, Sec. 4): SGD, lr 0.05, momentum 0.9; with Adam, every epoch's fresh top layer sends
 #: near-zero but Adam-normalised (so full-size) updates into the encoder, which drifts
 #: (measured on digits: pseudo-label NMI 0.78 -> 0.77 with Adam, -> 0.83 with SGD; docs/training.md).
-#: SeLa (Asano et al. 2020, yukimasano/self-label): SGD, lr 0.05, momentum 0.9 (measured in the
-#: recipe's docstring).
+#: SeLa (Asano et al. 2020, yukimasano/self-label): SGD, lr 0.05, momentum 0.9 (measured: the
+#: comment on ``SeLa.default_optimizer``, docs/training.md).
 #: (declared on each recipe as ``default_optimizer``; this table shows the built-ins')
 RECIPE_OPTIMIZER = {"deepcluster": "sgd", "sela": "sgd"}
 
