@@ -16,7 +16,7 @@ import json
 import pickle
 import random
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import attrs
@@ -140,8 +140,10 @@ def saved_with_solver(ckpt: Mapping) -> dict:
     return saved
 
 
-def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int) -> None:
-    """Refuse (:class:`TrainError`) a resume whose options differ from the saved run's."""
+def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int, filled: Collection[str] = ()) -> None:
+    """Refuse (:class:`TrainError`) a resume whose options differ from the saved run's; ``filled``:
+    the options this run's defaults filled in (not given), whose refusal names the flag and saved
+    value that resume the run as it was."""
     now = json.loads(json.dumps(saved_config(cfg, resolved)))
     defaults = {f.name: f.default for f in attrs.fields(TrainConfig)}
     allowed = ", ".join(_flag(k) for k in MAY_CHANGE if k not in ("resume", "overwrite"))
@@ -159,7 +161,8 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int)
                     "solver_options_used": "solver_opt", "n_heads_used": "n_heads",
                     "head_bn_used": "head_bn"}.get(key, key)
             hint = ""
-            if key.endswith("_used") and getattr(cfg, name, None) is None and not isinstance(old, Mapping):
+            defaulted = key in filled or (key.endswith("_used") and getattr(cfg, name, None) is None)
+            if defaulted and not isinstance(old, Mapping):
                 hint = f"; {_flag(name)} {old} resumes it as it was (a default that changed since the run)"
             raise TrainError(f"--resume: {_flag(name)} was {old!r} in the checkpoint, found {now[key]!r}: it changes "
                              f"the experiment (may change: {allowed}; --epochs only upwards); "

@@ -126,7 +126,8 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         print(f"assignsolve run: {mode_note(data, cfg.data_mode, cfg.workers, is_image_folder(cfg.data))}",
               file=sys.stderr)
     from .autoconfig import resolve_config
-    cfg = resolve_config(cfg, n, tuple(int(s) for s in data.input_shape))
+    given, cfg = cfg, resolve_config(cfg, n, tuple(int(s) for s in data.input_shape))
+    filled = {f.name for f in attrs.fields(TrainConfig) if getattr(given, f.name) != getattr(cfg, f.name)}
     optimizer_name, lr = cfg.optimizer_lr
     if d.main:
         print(f"assignsolve run: {recipe_name} recipe, encoder {cfg.encoder}, {cfg.epochs} epochs, batch "
@@ -184,7 +185,7 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
                 "solver_options_used": json.loads(json.dumps(assigner.options, default=str))}
     if cfg.resume:  # format 2, weights_only=True; every experiment option as saved (checkpoint.py)
         ckpt = load_checkpoint(ckpt_path, device)
-        check_resume(saved_with_solver(ckpt), cfg, resolved, int(ckpt["epoch"]))
+        check_resume(saved_with_solver(ckpt), cfg, resolved, int(ckpt["epoch"]), filled)
         start, log.history = restore(ctx, ckpt, ckpt_path)
         if d.main:
             print(f"assignsolve run: resumed {ckpt_path} at epoch {start}", file=sys.stderr)

@@ -65,11 +65,11 @@ def test_auto_defaults_follow_the_data():
     with pytest.raises(TrainError, match=r"--repeats 4: .*'weak'"):
         resolve_config(TrainConfig(solver="iic", repeats=4), 1797, (1, 8, 8))
     assert resolve_config(TrainConfig(solver="iic", repeats=1), 1797, (1, 8, 8)).repeats == 1
-    # the stroke jitter of the 'grey' views: the recipe's there (the two-view recipes 0.5, the
+    # the stroke jitter of the 'grey' views: the recipe's there (IIC 0.3, CoKe and SwAV 0.5, the
     # one-view ones 0), off (0) elsewhere, and refused elsewhere
     jitter = {s: resolve_config(TrainConfig(solver=s), 5000, (1, 28, 28)).stroke_jitter
               for s in ("iic", "coke", "sinkhorn-gpu", "sinkhorn-pot", "lp", "kmeans")}
-    assert jitter == {"iic": 0.5, "coke": 0.5, "sinkhorn-gpu": 0.5, "sinkhorn-pot": 0.0, "lp": 0.0, "kmeans": 0.0}
+    assert jitter == {"iic": 0.3, "coke": 0.5, "sinkhorn-gpu": 0.5, "sinkhorn-pot": 0.0, "lp": 0.0, "kmeans": 0.0}
     assert resolve_config(TrainConfig(solver="kmeans", stroke_jitter=0.3), 5000, (1, 28, 28)).stroke_jitter == 0.3
     assert resolve_config(TrainConfig(solver="iic"), 1797, (1, 8, 8)).stroke_jitter == 0.0
     assert resolve_config(TrainConfig(solver="iic", stroke_jitter=0.2), 5000, (1, 28, 28)).stroke_jitter == 0.2
