@@ -13,8 +13,8 @@ import attrs
 
 from ..core.errors import TrainError
 
-__all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_encoder", "auto_epochs", "auto_augment",
-           "resolve_config", "with_solver_training", "SOLVER_TRAINING_KEYS"]
+__all__ = ["RECIPE_BATCH", "RECIPE_REPEATS", "RECIPE_STRENGTH", "auto_batch_size", "auto_encoder", "auto_epochs",
+           "auto_augment", "resolve_config", "with_solver_training", "SOLVER_TRAINING_KEYS"]
 
 #: Mini-batch per recipe. IIC's MNIST runs use 128-700 images, each with several augmented
 #: copies; 128 x 4 repeats reached 0.95 on 5,000 MNIST digits in 11 epochs (shared data README).
@@ -33,6 +33,15 @@ RECIPE_STRENGTH = {"iic": "weak", "coke": "weak"}
 def auto_epochs(n_samples: int) -> int:
     """About 50,000 images seen, but at least 10 and at most 30 epochs (10 for 5,000+ images)."""
     return int(min(30, max(10, math.ceil(50_000 / max(n_samples, 1)))))
+
+
+def auto_batch_size(base: int, n_samples: int, min_steps: int, floor: int = 32) -> int:
+    """``base`` halved, but not below ``floor``, while an epoch of ``n_samples`` would have fewer
+    than ``min_steps`` mini-batches (a recipe's ``min_epoch_steps``; 0: ``base`` as it is)."""
+    batch = base
+    while batch // 2 >= floor and math.ceil(n_samples / batch) < min_steps:
+        batch //= 2
+    return batch
 
 
 def auto_encoder(input_shape: tuple[int, ...]) -> str:
@@ -97,8 +106,9 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
         changes["encoder"] = auto_encoder(tuple(input_shape))
     if cfg.epochs is None:
         changes["epochs"] = auto_epochs(n_samples)
+    recipe_cls = recipe_entry(recipe).cls
     if cfg.batch_size is None:
-        changes["batch_size"] = RECIPE_BATCH.get(recipe, 256)
+        changes["batch_size"] = auto_batch_size(RECIPE_BATCH.get(recipe, 256), n_samples, recipe_cls.min_epoch_steps)
     augment = cfg.augment if cfg.augment != "auto" else auto_augment(tuple(input_shape), recipe)
     changes["augment"] = augment
     if cfg.repeats not in (None, 1) and augment != "grey":
@@ -107,7 +117,6 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
     if cfg.stroke_jitter not in (None, 0) and augment != "grey":
         raise TrainError(f"--stroke-jitter {cfg.stroke_jitter}: stroke widths are varied by the 'grey' views only, "
                          f"and the augmentation here is {augment!r} (give --augment grey, or drop --stroke-jitter)")
-    recipe_cls = recipe_entry(recipe).cls
     if cfg.stroke_jitter is None:
         changes["stroke_jitter"] = recipe_cls.default_stroke_jitter if augment == "grey" else 0.0
     if cfg.repeats is None:

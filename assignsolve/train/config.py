@@ -260,7 +260,8 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("epochs", int, "E", "number of epochs (default: 50,000 images' worth, between 10 and 30: "
      "10 for 5,000+ images, 28 for the 1,797 digits)"),
     ("batch_size", int, "B", "mini-batch size per process (default: per recipe: iic 128 (x4 augmented "
-     "repeats), others 256)"),
+     "repeats), others 256; sela halves it, not below 32, until an epoch has 16 steps: 64 on the 1,797 "
+     "digits; a solver may ask its recipe for another: lp 256 under sela)"),
     ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster and sela, as the "
      "papers; adam otherwise; a solver may ask its recipe for another: lp adam under sela)"),
     ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam; a solver may ask its recipe "

@@ -7,7 +7,7 @@ import pytest
 
 from assignsolve.core.errors import TrainError
 from assignsolve.train import TrainConfig
-from assignsolve.train.autoconfig import auto_augment, auto_encoder, auto_epochs, resolve_config
+from assignsolve.train.autoconfig import auto_augment, auto_batch_size, auto_encoder, auto_epochs, resolve_config
 
 
 def test_lp_asks_the_sela_recipe_for_adam_at_2e_3_where_the_user_set_neither(monkeypatch):
@@ -79,6 +79,21 @@ def test_auto_defaults_follow_the_data():
     for bad in (-0.1, 1.5):
         with pytest.raises(TrainError, match="stroke_jitter"):
             TrainConfig(stroke_jitter=bad)
+
+
+def test_sela_halves_its_default_batch_until_an_epoch_has_16_steps_and_lp_keeps_256():
+    # ceil(n / batch) steps an epoch: 1,797 / 256 -> 8, / 128 -> 15, / 64 -> 29; 5,000 / 256 -> 20
+    assert [auto_batch_size(256, n, 16) for n in (1797, 5000, 4000, 3841, 3840, 100, 5)] == [64, 256, 256, 256, 128, 32, 32]
+    assert auto_batch_size(256, 1797, 0) == 256 and auto_batch_size(128, 1797, 16) == 64
+    assert auto_batch_size(256, 10, 16, floor=4) == 4
+    digits, mnist = (1, 8, 8), (1, 28, 28)
+    batch = {(s, n): resolve_config(TrainConfig(solver=s), n, shape).batch_size
+             for s in ("sinkhorn-pot", "lp", "kmeans", "sinkhorn-gpu", "iic") for n, shape in ((1797, digits), (5000, mnist))}
+    assert batch == {("sinkhorn-pot", 1797): 64, ("sinkhorn-pot", 5000): 256, ("lp", 1797): 256, ("lp", 5000): 256,
+                     ("kmeans", 1797): 256, ("kmeans", 5000): 256, ("sinkhorn-gpu", 1797): 256,
+                     ("sinkhorn-gpu", 5000): 256, ("iic", 1797): 128, ("iic", 5000): 128}
+    assert resolve_config(TrainConfig(solver="sinkhorn-pot", batch_size=256), 1797, digits).batch_size == 256
+    assert resolve_config(TrainConfig(solver="lp", batch_size=64), 1797, digits).batch_size == 64
 
 
 def test_lp_asks_sela_for_standardised_head_inputs_on_globally_pooled_features():

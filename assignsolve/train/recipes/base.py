@@ -48,6 +48,9 @@ class Recipe:
     #: ``--stroke-jitter`` when not given and the views are 'grey' (digits of 16+ px): how far each
     #: augmented copy's strokes are thickened or thinned (:func:`assignsolve.greyviews.random_stroke`)
     default_stroke_jitter: ClassVar[float] = 0.0
+    #: the default mini-batch is halved (not below 32) while an epoch would have fewer steps than
+    #: this (``--batch-size`` not given; :func:`assignsolve.train.autoconfig.auto_batch_size`)
+    min_epoch_steps: ClassVar[int] = 0
     #: ``--relabel-every`` when not given (recipes that re-label the whole dataset)
     default_relabel_every: ClassVar[float] = 1.0
     #: weight of the AMDIM term when ``--amdim-weight`` is not given (> 0 adds AMDIM's heads)
