@@ -99,6 +99,35 @@ def test_iic_recipe_loss_is_the_authors_loss_at_the_default_lambda():
         assert float(loss) == pytest.approx(ref, abs=1e-5)
 
 
+def test_iic_reads_out_the_lowest_loss_sub_head_among_those_using_the_most_clusters():
+    # three sub-heads on 6 samples, K = 3: head 0 has the lowest loss but leaves a cluster empty
+    from assignsolve.ops.dist import Dist
+    from assignsolve.train.recipes import IICRecipe
+    from assignsolve.train.recipes.iic import read_out_head
+
+    def one_hot(labels):
+        return torch.nn.functional.one_hot(torch.tensor(labels), 3).float() * 5
+
+    logits = [one_hot([0, 0, 1, 1, 1, 1]), one_hot([0, 1, 2, 0, 1, 2]), one_hot([2, 2, 1, 1, 0, 0])]
+    assert read_out_head(logits, [-9.0, -5.0, -6.0]) == 2
+    assert read_out_head(logits, [-9.0, -7.0, -6.0]) == 1
+    assert read_out_head(logits, None, fallback=2) == 2 and read_out_head(logits, None, fallback=0) == 1
+    assert read_out_head(logits[:1], [-1.0]) == 0
+    cfg = TrainConfig(solver="iic", n_heads=3)
+    recipe = IICRecipe(cfg, 3, 6, 8, Assigner(cfg, "iic"), Dist(), torch.device("cpu"))
+    recipe.head_loss_sum = torch.tensor([-9.0, -5.0, -6.0])
+    recipe.end_epoch(None, 0)
+    assert recipe.best_head == 0  # the lowest loss, until the read-out sees the outputs
+    outputs = {"logits": logits}
+    torch.testing.assert_close(recipe.head_labels(outputs), torch.tensor([2, 2, 1, 1, 0, 0]))
+    torch.testing.assert_close(recipe.eval_problem(outputs).scores, torch.log_softmax(logits[2], 1))
+    fresh = IICRecipe(cfg, 3, 6, 8, Assigner(cfg, "iic"), Dist(), torch.device("cpu"))
+    fresh.load_state_dict(recipe.state_dict())
+    assert (fresh.best_head, fresh.last_losses) == (2, [-9.0, -5.0, -6.0])
+    fresh.load_state_dict({"best_head": 1})  # a checkpoint written before the losses were kept
+    assert fresh.last_losses is None and int(fresh.head_labels(outputs)[0]) == 0
+
+
 # ----------------------------------------------------------------------------- grey views
 def dot_image(row: int, col: int, size: int = 28) -> torch.Tensor:
     x = torch.zeros(1, 1, size, size)
