@@ -221,9 +221,13 @@ def test_resume_of_a_run_saved_before_head_bn_compares_the_recipes_default(run_c
     assert _main(run_copy, "--resume", epochs=2) == 0
 
 
-def test_resume_of_a_grey_run_saved_before_the_stroke_jitter_is_refused_then_resumes_without_it(tmp_path, capsys):
-    # 16 px greyscale images get the 'grey' views, with IIC's stroke jitter since --stroke-jitter;
-    # a checkpoint without 'stroke_jitter' had none: resuming at the new default is refused, not taken
+@pytest.mark.parametrize("saved", [None, 0.5])
+def test_resume_of_a_grey_run_saved_at_an_older_stroke_jitter_default_is_refused_then_resumes_with_it(
+        tmp_path, capsys, saved):
+    # 16 px greyscale images get the 'grey' views, with IIC's stroke jitter: 0.3 since 2026-12-07,
+    # 0.5 before, and none in a checkpoint written before --stroke-jitter (no 'stroke_jitter'
+    # saved). Resuming at the new default is refused, not taken, naming the flag and the value
+    # that resume the run; a value the user gives gets no such hint
     data = tmp_path / "grey.npz"
     rng = np.random.default_rng(0)
     np.savez(data, images=rng.integers(0, 256, (48, 1, 16, 16), dtype=np.uint8), labels=np.arange(48) % 10)
@@ -234,38 +238,21 @@ def test_resume_of_a_grey_run_saved_before_the_stroke_jitter_is_refused_then_res
     assert (config["augment"], config["stroke_jitter"]) == ("grey", 0.3)
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     config = json.loads(ckpt["config"])
-    del config["stroke_jitter"]
+    if saved is None:
+        del config["stroke_jitter"]
+    else:
+        config["stroke_jitter"] = saved
     ckpt["config"] = json.dumps(config)
     torch.save(ckpt, out / "checkpoint.pt")
+    old = 0.0 if saved is None else saved
     assert _main(out, *run, "--resume", epochs=2) == 2
     line = _error_line(capsys)
-    assert "--stroke-jitter was 0.0 in the checkpoint, found 0.3" in line, line
-    assert line.endswith("; --stroke-jitter 0.0 resumes it as it was (a default that changed since the run)"), line
-    assert _main(out, *run, "--resume", "--stroke-jitter", "0", epochs=2) == 0
-
-
-def test_resume_of_an_iic_run_saved_at_the_old_stroke_jitter_is_refused_then_resumes_with_it(tmp_path, capsys):
-    # IIC's default stroke jitter is 0.3 since 2026-12-07 (0.5 before): a run made at the old
-    # default is refused, with the flag and value that resume it; a value given is not "defaulted"
-    data = tmp_path / "grey.npz"
-    rng = np.random.default_rng(0)
-    np.savez(data, images=rng.integers(0, 256, (48, 1, 16, 16), dtype=np.uint8), labels=np.arange(48) % 10)
-    out = tmp_path / "run"
-    run = ["--data", str(data), "--solver", "iic"]
-    assert _main(out, *run) == 0
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    config = json.loads(ckpt["config"])
-    config["stroke_jitter"] = 0.5
-    ckpt["config"] = json.dumps(config)
-    torch.save(ckpt, out / "checkpoint.pt")
-    assert _main(out, *run, "--resume", epochs=2) == 2
-    line = _error_line(capsys)
-    assert "--stroke-jitter was 0.5 in the checkpoint, found 0.3" in line
-    assert line.endswith("; --stroke-jitter 0.5 resumes it as it was (a default that changed since the run)"), line
+    assert f"--stroke-jitter was {old} in the checkpoint, found 0.3" in line, line
+    assert line.endswith(f"; --stroke-jitter {old} resumes it as it was (a default that changed since the run)"), line
     assert _main(out, *run, "--resume", "--stroke-jitter", "0.4", epochs=2) == 2
     line = _error_line(capsys)
-    assert "found 0.4" in line and "resumes it as it was" not in line, line
-    assert _main(out, *run, "--resume", "--stroke-jitter", "0.5", epochs=2) == 0
+    assert f"was {old} in the checkpoint, found 0.4" in line and "resumes it as it was" not in line, line
+    assert _main(out, *run, "--resume", "--stroke-jitter", str(old), epochs=2) == 0
 
 
 def test_resume_of_a_sela_run_saved_when_its_default_was_adam_is_refused_then_resumes_with_it(tmp_path, capsys):
