@@ -226,7 +226,8 @@ def iic_head_losses(
     r"""IIC loss of every sub-head, as a tensor [H] (mean: :func:`iic_multihead_loss`).
 
     Used to pick the sub-head with the lowest training loss for the read-out, as the
-    reference's ``select_sub_head_on_loss`` (no labels needed).
+    reference's ``select_sub_head_on_loss`` (no labels needed), among the sub-heads that use
+    the most clusters (:func:`assignsolve.train.recipes.iic.read_out_head`).
     """
     heads1 = list(heads1)
     if not heads1:

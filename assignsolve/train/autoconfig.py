@@ -36,10 +36,11 @@ def auto_epochs(n_samples: int) -> int:
 
 
 def auto_batch_size(base: int, n_samples: int, min_steps: int, floor: int = 32) -> int:
-    """``base`` halved, but not below ``floor``, while an epoch of ``n_samples`` would have fewer
-    than ``min_steps`` mini-batches (a recipe's ``min_epoch_steps``; 0: ``base`` as it is)."""
+    """``base`` halved, but not below ``floor``, while an epoch of ``n_samples`` (one process's
+    share) would have fewer than ``min_steps`` full mini-batches, the steps the loop takes (a
+    recipe's ``min_epoch_steps``; 0: ``base`` as it is)."""
     batch = base
-    while batch // 2 >= floor and math.ceil(n_samples / batch) < min_steps:
+    while batch // 2 >= floor and n_samples // batch < min_steps:
         batch //= 2
     return batch
 
@@ -94,9 +95,10 @@ def with_solver_training(cfg):
         raise TrainError(f"solver {cfg.solver!r}: recipe_training[{cfg.recipe!r}]: {exc}") from exc
 
 
-def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
+def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...], world: int = 1):
     """``cfg`` with the solver's training defaults for its recipe (:func:`with_solver_training`),
-    then epochs, batch size, augmentation, stroke jitter and repeats filled in from the data and recipe."""
+    then epochs, batch size, augmentation, stroke jitter and repeats filled in from the data and
+    recipe (the batch per process from each of the ``world`` processes' share of the samples)."""
     from ..registry.manager import recipe_entry
 
     cfg = with_solver_training(cfg)
@@ -108,7 +110,8 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...]):
         changes["epochs"] = auto_epochs(n_samples)
     recipe_cls = recipe_entry(recipe).cls
     if cfg.batch_size is None:
-        changes["batch_size"] = auto_batch_size(RECIPE_BATCH.get(recipe, 256), n_samples, recipe_cls.min_epoch_steps)
+        changes["batch_size"] = auto_batch_size(RECIPE_BATCH.get(recipe, 256), math.ceil(n_samples / world),
+                                                recipe_cls.min_epoch_steps)
     augment = cfg.augment if cfg.augment != "auto" else auto_augment(tuple(input_shape), recipe)
     changes["augment"] = augment
     if cfg.repeats not in (None, 1) and augment != "grey":

@@ -161,8 +161,9 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int,
                     "solver_options_used": "solver_opt", "n_heads_used": "n_heads",
                     "head_bn_used": "head_bn"}.get(key, key)
             hint = ""
-            defaulted = key in filled or (key.endswith("_used") and getattr(cfg, name, None) is None)
-            if defaulted and not isinstance(old, Mapping):
+            # filled in by a default (the data's, the recipe's or the solver's recipe_training)
+            defaulted = key in filled or name in filled or (key.endswith("_used") and getattr(cfg, name, None) is None)
+            if defaulted and old is not None and not isinstance(old, Mapping):
                 hint = f"; {_flag(name)} {old} resumes it as it was (a default that changed since the run)"
             raise TrainError(f"--resume: {_flag(name)} was {old!r} in the checkpoint, found {now[key]!r}: it changes "
                              f"the experiment (may change: {allowed}; --epochs only upwards); "

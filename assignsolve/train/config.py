@@ -260,8 +260,8 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("epochs", int, "E", "number of epochs (default: 50,000 images' worth, between 10 and 30: "
      "10 for 5,000+ images, 28 for the 1,797 digits)"),
     ("batch_size", int, "B", "mini-batch size per process (default: per recipe: iic 128 (x4 augmented "
-     "repeats), others 256; sela halves it, not below 32, until an epoch has 16 steps: 64 on the 1,797 "
-     "digits; a solver may ask its recipe for another: lp 256 under sela)"),
+     "repeats), others 256; sela halves it, not below 32, until an epoch (of one process) has 16 "
+     "steps: 64 on the 1,797 digits; a solver may ask its recipe for another: lp 256 under sela)"),
     ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster and sela, as the "
      "papers; adam otherwise; a solver may ask its recipe for another: lp adam under sela)"),
     ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam; a solver may ask its recipe "
@@ -298,7 +298,7 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "default: iic 4, others 1)"),
     ("stroke_jitter", float, "W", "'grey' views: each augmented copy's strokes thickened or thinned by "
      "t ~ U(-W, W) of a cross dilation / erosion, assignsolve.greyviews.random_stroke (default: the "
-     "recipe's: iic, coke, swav 0.5, sela, deepcluster 0; 0: off, the 'grey' views before this option)"),
+     "recipe's: iic 0.3, coke, swav 0.5, sela, deepcluster 0; 0: off, the 'grey' views before this option)"),
     ("freeze_prototypes", int, "STEPS", "SwAV: keep the prototypes fixed for the first STEPS optimiser "
      "steps (SwAV's freeze_prototypes_niters; default: one epoch)"),
     ("small_crops", int, "M", "SwAV multi-crop: M extra small crops per image (codes from the 2 large "

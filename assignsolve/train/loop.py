@@ -126,7 +126,7 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
         print(f"assignsolve run: {mode_note(data, cfg.data_mode, cfg.workers, is_image_folder(cfg.data))}",
               file=sys.stderr)
     from .autoconfig import resolve_config
-    given, cfg = cfg, resolve_config(cfg, n, tuple(int(s) for s in data.input_shape))
+    given, cfg = cfg, resolve_config(cfg, n, tuple(int(s) for s in data.input_shape), d.world)
     filled = {f.name for f in attrs.fields(TrainConfig) if getattr(given, f.name) != getattr(cfg, f.name)}
     optimizer_name, lr = cfg.optimizer_lr
     if d.main:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
+import torch
 
 from assignsolve.core.errors import TrainError
 from assignsolve.train import TrainConfig
@@ -82,16 +83,25 @@ def test_auto_defaults_follow_the_data():
 
 
 def test_sela_halves_its_default_batch_until_an_epoch_has_16_steps_and_lp_keeps_256():
-    # ceil(n / batch) steps an epoch: 1,797 / 256 -> 8, / 128 -> 15, / 64 -> 29; 5,000 / 256 -> 20
-    assert [auto_batch_size(256, n, 16) for n in (1797, 5000, 4000, 3841, 3840, 100, 5)] == [64, 256, 256, 256, 128, 32, 32]
+    # the loop's full batches an epoch, n // batch: 1,797 / 256 -> 7, / 128 -> 14, / 64 -> 28;
+    # 5,000 / 256 -> 19, 4,096 / 256 -> 16, 4,095 / 256 -> 15
+    from assignsolve.ops.dist import Dist
+    from assignsolve.train.loop import _batches
+
+    assert [auto_batch_size(256, n, 16) for n in (1797, 5000, 4096, 4095, 100, 5)] == [64, 256, 256, 128, 32, 32]
+    for n in (1797, 4095, 4096, 5000):
+        assert len(list(_batches(torch.arange(n), auto_batch_size(256, n, 16), Dist()))) >= 16, n
     assert auto_batch_size(256, 1797, 0) == 256 and auto_batch_size(128, 1797, 16) == 64
-    assert auto_batch_size(256, 10, 16, floor=4) == 4
+    assert auto_batch_size(256, 10, 16, floor=4) == 4 and auto_batch_size(16, 10, 16) == 16
     digits, mnist = (1, 8, 8), (1, 28, 28)
     batch = {(s, n): resolve_config(TrainConfig(solver=s), n, shape).batch_size
              for s in ("sinkhorn-pot", "lp", "kmeans", "sinkhorn-gpu", "iic") for n, shape in ((1797, digits), (5000, mnist))}
     assert batch == {("sinkhorn-pot", 1797): 64, ("sinkhorn-pot", 5000): 256, ("lp", 1797): 256, ("lp", 5000): 256,
                      ("kmeans", 1797): 256, ("kmeans", 5000): 256, ("sinkhorn-gpu", 1797): 256,
                      ("sinkhorn-gpu", 5000): 256, ("iic", 1797): 128, ("iic", 5000): 128}
+    # with DDP the batch is per process, the steps those of one process's share (2,500 of 5,000)
+    assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist, world=2).batch_size == 128
+    assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist, world=2).epochs == 10
     assert resolve_config(TrainConfig(solver="sinkhorn-pot", batch_size=256), 1797, digits).batch_size == 256
     assert resolve_config(TrainConfig(solver="lp", batch_size=64), 1797, digits).batch_size == 64
 

@@ -276,6 +276,31 @@ def test_resume_of_a_sela_run_saved_when_its_default_was_adam_is_refused_then_re
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
 
 
+def test_resume_hint_names_a_default_the_solver_filled_in_and_never_a_missing_value(tmp_path, capsys):
+    # lp's recipe_training fills in --lr (Adam 2e-3 under SeLa; 1e-3 before 2026-12-03): a run
+    # saved at 1e-3 is refused with the flag and value that resume it; a key missing from an older
+    # checkpoint (compared as TrainConfig's None) is refused without a hint to pass "None"
+    out = tmp_path / "run"
+    assert _main(out, "--solver", "lp") == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    config = json.loads(ckpt["config"])
+    assert (config["optimizer_used"], config["lr_used"], config["lr"]) == ("adam", 2e-3, 2e-3)  # resolved
+    config["lr_used"] = 1e-3
+    ckpt["config"] = json.dumps(config)
+    torch.save(ckpt, out / "checkpoint.pt")
+    assert _main(out, "--solver", "lp", "--resume", epochs=2) == 2
+    line = _error_line(capsys)
+    assert "--lr was 0.001 in the checkpoint, found 0.002" in line, line
+    assert line.endswith("; --lr 0.001 resumes it as it was (a default that changed since the run)"), line
+    config["lr_used"] = 2e-3
+    del config["repeats"]
+    ckpt["config"] = json.dumps(config)
+    torch.save(ckpt, out / "checkpoint.pt")
+    assert _main(out, "--solver", "lp", "--resume", epochs=2) == 2
+    line = _error_line(capsys)
+    assert "--repeats was None in the checkpoint, found 1" in line and "resumes it as it was" not in line, line
+
+
 def test_resume_allows_raising_epochs_and_the_listed_options(run_copy):
     assert _main(run_copy, "--resume", "--n-clusters", "10", "--eval-every", "2", "--progress", "--device", "cpu",
                  epochs=2) == 0

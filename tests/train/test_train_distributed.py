@@ -33,7 +33,8 @@ def _torchrun(tmp_path, *extra):
     return proc
 
 
-@pytest.mark.parametrize("solver,method", [("sinkhorn-pot", "swav"), ("kmeans", "deepcluster"), ("coke", "coke")])
+@pytest.mark.parametrize("solver,method", [("sinkhorn-pot", "swav"), ("kmeans", "deepcluster"), ("coke", "coke"),
+                                           ("iic", "iic")])
 def test_two_process_gloo_run_trains_and_checkpoints(tmp_path, solver, method):
     proc = _torchrun(tmp_path, "--solver", solver, "--method", method)
     text = proc.stdout

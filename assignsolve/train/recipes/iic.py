@@ -3,9 +3,10 @@
 Main + over-clustering heads with several sub-heads; the read-out (pseudo-labels, head
 accuracy) uses the main sub-head with the lowest training loss in the last epoch, as the
 reference's ``select_sub_head_on_loss`` (``xu-ji/IIC`` ``cluster_eval.get_subhead_using_loss``;
-no labels needed), among the sub-heads whose argmax uses the most clusters on the whole dataset
-(:func:`read_out_head`): a sub-head that merges two digits into one cluster can be the most
-consistent under augmentation, and so the lowest in loss, while leaving a cluster empty.
+no labels needed), among the sub-heads whose argmax uses the most clusters on the whole
+training set at the end of that epoch (:func:`read_out_head`): a sub-head that merges two digits
+into one cluster can be the most consistent under augmentation, and so the lowest in loss,
+while leaving a cluster empty.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from ...core.problem import Problem
 from ...heads import ClusterHeads
 from ...mi import iic_head_losses, iic_multihead_loss
+from ..rng import _kept_rng
 from .base import Recipe
 
 
@@ -39,8 +41,7 @@ class IICRecipe(Recipe):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.head_loss_sum: torch.Tensor | None = None  # [H] this epoch's summed main sub-head losses
-        self.last_losses: list[float] | None = None  # [H] the last epoch's, for the read-out
-        self.best_head = 0  # read-out: the last one chosen (read_out_head at evaluation)
+        self.best_head = 0  # read-out, chosen at the end of each epoch (read_out_head)
 
     def build_heads(self):
         heads = ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads_used,
@@ -61,38 +62,38 @@ class IICRecipe(Recipe):
         return per_head.mean() + over, out1["logits"][self.best_head].argmax(1)
 
     def end_epoch(self, ctx, epoch):
-        if self.head_loss_sum is not None:
-            self.last_losses = [float(v) for v in self.head_loss_sum]
-            self.best_head = int(self.head_loss_sum.argmin())
-            self.head_loss_sum = None
+        """The read-out for the next evaluation: :func:`read_out_head` on every training sample's
+        eval-mode outputs and this epoch's losses (summed over the DDP ranks, so all choose alike)."""
+        if self.head_loss_sum is None:
+            return
+        losses, self.head_loss_sum = self.head_loss_sum, None
+        if self.dist.enabled:
+            import torch.distributed as tdist
 
-    def _read_out(self, outputs) -> int:
-        self.best_head = read_out_head(outputs["logits"], self.last_losses, self.best_head)
-        return self.best_head
+            losses = losses.to(self.device)
+            tdist.all_reduce(losses)
+        with _kept_rng(self.device):  # as evaluation: what training draws next is unchanged
+            logits = ctx.all_outputs()["logits"]
+        self.best_head = read_out_head(logits, [float(v) for v in losses])
 
     def eval_problem(self, outputs):
-        return Problem.from_logits(outputs["logits"][self._read_out(outputs)].float())
+        return Problem.from_logits(outputs["logits"][self.best_head].float())
 
     def head_labels(self, outputs):
-        return outputs["logits"][self._read_out(outputs)].argmax(1)
+        return outputs["logits"][self.best_head].argmax(1)
 
     def state_dict(self):
-        return {"best_head": self.best_head, "last_losses": self.last_losses}
+        return {"best_head": self.best_head}
 
     def load_state_dict(self, state):
         self.best_head = int(state.get("best_head", 0))
-        losses = state.get("last_losses")  # a checkpoint of before 2026-12-07 has none
-        self.last_losses = None if losses is None else [float(v) for v in losses]
 
 
-def read_out_head(logits: list[torch.Tensor], losses: list[float] | None, fallback: int = 0) -> int:
+def read_out_head(logits: list[torch.Tensor], losses: list[float]) -> int:
     """The sub-head to read out: of those whose argmax over all samples (``logits[h]`` [N, K])
-    uses the most clusters, the one with the lowest training loss ``losses[h]`` (no losses yet:
-    ``fallback`` if it is one of them, else the first). On 5,000 unseen MNIST digits (seed 4) the
-    lowest-loss sub-head used 9 of 10 clusters (accuracy 0.872) beside four that used 10 (0.832
-    to 0.926; the lowest-loss of them 0.925)."""
+    uses the most clusters, the one with the lowest training loss ``losses[h]``. On 5,000 unseen
+    MNIST digits (seed 4) the lowest-loss sub-head used 9 of 10 clusters (accuracy 0.872) beside
+    four that used 10 (0.832 to 0.926; the lowest-loss of them 0.925)."""
     used = [int(torch.unique(z.argmax(1)).numel()) for z in logits]
     most = [h for h, u in enumerate(used) if u == max(used)]
-    if losses is None:
-        return fallback if fallback in most else most[0]
     return min(most, key=lambda h: losses[h])

@@ -30,11 +30,12 @@ class SeLa(RelabelRecipe):
     #: 0.934 / 0.817 / 0.822 (seeds 0-2, Adam), 0.881 held out, against 0.858 / 0.709 (seeds 0 / 1) and
     #: 0.562 held out at one (docs/training.md)
     default_relabel_every: ClassVar[float] = 0.5
-    #: at least 8 steps between two re-labellings: on the 1,797 8x8 digits batch 256 gives 8 steps
+    #: at least 8 steps between two re-labellings: on the 1,797 8x8 digits batch 256 gives 7 steps
     #: an epoch, and Sinkhorn's NMI at seeds 0-4 was 0.830 / 0.775 / 0.717 / 0.789 / 0.701; at
-    #: batch 64 (29 steps) 0.797 / 0.843 / 0.862 / 0.810 / 0.768 (batch 128: 0.814 / 0.785 / 0.748,
-    #: seeds 0-2; 32: 0.718 / 0.706, seeds 2 / 4). 5,000 MNIST digits keep 256 (20 steps; at 128
-    #: seeds 2-4 fell to 0.835 / 0.761 / 0.825, at 64 seed 0 to 0.581; docs/training.md)
+    #: batch 64 (28 steps) 0.797 / 0.843 / 0.862 / 0.810 / 0.768 (batch 128: 0.814 / 0.785 / 0.748,
+    #: seeds 0-2; 32: 0.718 / 0.706, seeds 2 / 4). 5,000 MNIST digits keep 256 (19 steps; at 128
+    #: seeds 0-4 0.943 / 0.936 / 0.835 / 0.761 / 0.825 against 0.928 / 0.831 / 0.930 / 0.934 /
+    #: 0.876, at 64 seed 0 0.581; docs/training.md)
     min_epoch_steps: ClassVar[int] = 16
 
     def build_heads(self):
