@@ -285,8 +285,9 @@ class LPSolver(BaseSolver):
     #: exactly balanced labels on 0.40 of the digits after 28 epochs, NMI 0.666 / 0.675 / 0.760
     #: (seeds 0-2), with the input BatchNorm 0.772 / 0.869 / 0.900; Sinkhorn's fell with it
     #: (0.809 / 0.834 -> 0.701 / 0.771) and keeps "off". And batch 256 on small sets too, where
-    #: SeLa's recipe halves it (its min_epoch_steps): on digits at 64 the LP's NMI fell to 0.794 /
-    #: 0.696 / 0.774 (seeds 0-2) where Sinkhorn's rose (docs/training.md)
+    #: SeLa's recipe halves it (its min_epoch_steps): on digits the LP's NMI at seeds 0-2 was
+    #: 0.783 / 0.698 / 0.844 at 256, 0.794 / 0.696 / 0.774 at 64, 0.804 / 0.792 / 0.698 at 128,
+    #: where Sinkhorn's rose at 64 (docs/training.md)
     recipe_training: ClassVar[dict] = {"sela": {"optimizer": "adam", "lr": 2e-3, "head_bn": "pooled",
                                                 "batch_size": 256}}
 
