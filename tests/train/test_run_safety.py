@@ -53,6 +53,17 @@ def run_copy(base_run, tmp_path):
     return out
 
 
+def _saved_config(path):
+    """A checkpoint and its saved config (to rewrite as an older assignsolve would have saved it)."""
+    ckpt = torch.load(path, weights_only=True)
+    return ckpt, json.loads(ckpt["config"])
+
+
+def _save_config(path, ckpt, config) -> None:
+    ckpt["config"] = json.dumps(config)
+    torch.save(ckpt, path)
+
+
 def _error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert err, "expected a message on stderr"
@@ -193,8 +204,7 @@ def test_resume_refuses_a_default_that_changed_since_the_run(run_copy, capsys):
     assert saved["n_heads"] is None and saved["n_heads_used"] == 1
     assert _main(run_copy, "--resume", "--temperature", "0.25", "--solver-opt", "max_iter=10", epochs=2) == 0
     path = run_copy / "checkpoint.pt"
-    ckpt = torch.load(path, weights_only=True)
-    config = json.loads(ckpt["config"])
+    ckpt, config = _saved_config(path)
     del config["solver_options_used"], config["temperature_used"]
     record = json.loads(ckpt["solver"])
     record["options"]["max_iter"] = 3  # as if the run had been made when the default was 3
@@ -209,12 +219,10 @@ def test_resume_of_a_run_saved_before_head_bn_compares_the_recipes_default(run_c
     # a checkpoint without 'head_bn_used' had the recipe's heads (swav: no normalisation): a
     # resume that would change them is refused naming both, a plain one goes on
     path = run_copy / "checkpoint.pt"
-    ckpt = torch.load(path, weights_only=True)
-    config = json.loads(ckpt["config"])
+    ckpt, config = _saved_config(path)
     assert config["head_bn"] is None and config["head_bn_used"] == "off"
     del config["head_bn"], config["head_bn_used"]
-    ckpt["config"] = json.dumps(config)
-    torch.save(ckpt, path)
+    _save_config(path, ckpt, config)
     assert _main(run_copy, "--resume", "--head-bn", "pooled", epochs=2) == 2
     line = _error_line(capsys)
     assert "--head-bn" in line and "'off'" in line and "'pooled'" in line, line
@@ -236,14 +244,12 @@ def test_resume_of_a_grey_run_saved_at_an_older_stroke_jitter_default_is_refused
     assert _main(out, *run) == 0
     config = json.loads((out / "config.json").read_text())
     assert (config["augment"], config["stroke_jitter"]) == ("grey", 0.3)
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    config = json.loads(ckpt["config"])
+    ckpt, config = _saved_config(out / "checkpoint.pt")
     if saved is None:
         del config["stroke_jitter"]
     else:
         config["stroke_jitter"] = saved
-    ckpt["config"] = json.dumps(config)
-    torch.save(ckpt, out / "checkpoint.pt")
+    _save_config(out / "checkpoint.pt", ckpt, config)
     old = 0.0 if saved is None else saved
     assert _main(out, *run, "--resume", epochs=2) == 2
     line = _error_line(capsys)
@@ -260,12 +266,10 @@ def test_resume_of_a_sela_run_saved_when_its_default_was_adam_is_refused_then_re
     # (optimizer not given, optimizer_used 'adam') does not silently go on with SGD
     out = tmp_path / "run"
     assert _main(out, "--solver", "sinkhorn-pot", "--optimizer", "adam") == 0
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    config = json.loads(ckpt["config"])
+    ckpt, config = _saved_config(out / "checkpoint.pt")
     assert (config["optimizer_used"], config["lr_used"]) == ("adam", 1e-3)
     config["optimizer"] = None  # as the run had saved it, had it taken the default of the day
-    ckpt["config"] = json.dumps(config)
-    torch.save(ckpt, out / "checkpoint.pt")
+    _save_config(out / "checkpoint.pt", ckpt, config)
     assert _main(out, "--solver", "sinkhorn-pot", "--resume", epochs=2) == 2
     line = _error_line(capsys)
     assert "--optimizer was 'adam' in the checkpoint, found 'sgd'" in line, line
@@ -282,20 +286,17 @@ def test_resume_hint_names_a_default_the_solver_filled_in_and_never_a_missing_va
     # checkpoint (compared as TrainConfig's None) is refused without a hint to pass "None"
     out = tmp_path / "run"
     assert _main(out, "--solver", "lp") == 0
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    config = json.loads(ckpt["config"])
+    ckpt, config = _saved_config(out / "checkpoint.pt")
     assert (config["optimizer_used"], config["lr_used"], config["lr"]) == ("adam", 2e-3, 2e-3)  # resolved
     config["lr_used"] = 1e-3
-    ckpt["config"] = json.dumps(config)
-    torch.save(ckpt, out / "checkpoint.pt")
+    _save_config(out / "checkpoint.pt", ckpt, config)
     assert _main(out, "--solver", "lp", "--resume", epochs=2) == 2
     line = _error_line(capsys)
     assert "--lr was 0.001 in the checkpoint, found 0.002" in line, line
     assert line.endswith("; --lr 0.001 resumes it as it was (a default that changed since the run)"), line
     config["lr_used"] = 2e-3
     del config["repeats"]
-    ckpt["config"] = json.dumps(config)
-    torch.save(ckpt, out / "checkpoint.pt")
+    _save_config(out / "checkpoint.pt", ckpt, config)
     assert _main(out, "--solver", "lp", "--resume", epochs=2) == 2
     line = _error_line(capsys)
     assert "--repeats was None in the checkpoint, found 1" in line and "resumes it as it was" not in line, line
