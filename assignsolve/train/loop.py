@@ -127,7 +127,6 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
               file=sys.stderr)
     from .autoconfig import resolve_config
     given, cfg = cfg, resolve_config(cfg, n, tuple(int(s) for s in data.input_shape), d.world)
-    filled = {f.name for f in attrs.fields(TrainConfig) if getattr(given, f.name) != getattr(cfg, f.name)}
     optimizer_name, lr = cfg.optimizer_lr
     if d.main:
         print(f"assignsolve run: {recipe_name} recipe, encoder {cfg.encoder}, {cfg.epochs} epochs, batch "
@@ -185,6 +184,7 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
                 "solver_options_used": json.loads(json.dumps(assigner.options, default=str))}
     if cfg.resume:  # format 2, weights_only=True; every experiment option as saved (checkpoint.py)
         ckpt = load_checkpoint(ckpt_path, device)
+        filled = {f.name for f in attrs.fields(TrainConfig) if getattr(given, f.name) != getattr(cfg, f.name)}
         check_resume(saved_with_solver(ckpt), cfg, resolved, int(ckpt["epoch"]), filled)
         start, log.history = restore(ctx, ckpt, ckpt_path)
         if d.main:
