@@ -6,7 +6,7 @@ assignment solver under ``torch.no_grad()``) and returns a scalar loss; the trai
 :mod:`assignsolve.mi`.
 
 * :func:`pseudo_label_loss`: cross-entropy of one or several heads against hard pseudo-labels
-  (DeepCluster, SeLa, CoKe).
+  (DeepCluster, SeLa, CoKe); :func:`pseudo_label_losses`: each head's.
 * :func:`soft_cross_entropy` and :func:`swav_loss`: the swapped-prediction loss of SwAV.
 * :func:`coke_two_view_loss`: CoKe's two-view loss, hard previous-epoch labels mixed with the
   other view's soft labels.
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "pseudo_label_loss",
+    "pseudo_label_losses",
     "soft_cross_entropy",
     "swav_loss",
     "coke_two_view_loss",
@@ -76,8 +77,19 @@ def pseudo_label_loss(
     Returns
     -------
     torch.Tensor []
-        Scalar loss, differentiable in ``logits``.
+        Scalar loss, differentiable in ``logits``: the mean of :func:`pseudo_label_losses`.
     """
+    return pseudo_label_losses(logits, labels).mean()
+
+
+def pseudo_label_losses(
+    logits: Sequence[torch.Tensor] | torch.Tensor,
+    labels: Sequence[torch.Tensor] | torch.Tensor,
+) -> torch.Tensor:
+    r"""Each head's cross-entropy against its pseudo-labels, :math:`\frac1B \sum_i
+    -\log \operatorname{softmax}(z^{(h)}_i)_{y^{(h)}_i}` for ``h = 1..H``: a tensor [H], differentiable
+    in ``logits`` (arguments as :func:`pseudo_label_loss`, whose loss is their mean; SeLa reads out
+    the head whose summed loss over an epoch is the lowest)."""
     heads = [logits] if isinstance(logits, torch.Tensor) else list(logits)
     if not heads:
         raise ValueError("logits: expected at least one head, found none")
@@ -90,7 +102,7 @@ def pseudo_label_loss(
         if y.shape != (z.shape[0],):
             raise ValueError(f"labels[{h}]: expected shape ({z.shape[0]},), found {tuple(y.shape)}")
         losses.append(F.cross_entropy(z.float(), y.to(z.device, torch.int64)))
-    return torch.stack(losses).mean()
+    return torch.stack(losses)
 
 
 def soft_cross_entropy(logits: torch.Tensor, q: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

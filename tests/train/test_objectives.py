@@ -12,6 +12,7 @@ from assignsolve.objectives import (
     amdim_loss,
     nce_global_local,
     pseudo_label_loss,
+    pseudo_label_losses,
     soft_cross_entropy,
     swav_loss,
     tanh_clip,
@@ -30,6 +31,20 @@ def test_pseudo_label_loss_matches_numpy_mean_over_heads():
     ref = 0.5 * (-_log_softmax(z1)[np.arange(7), y1].mean() - _log_softmax(z2)[np.arange(7), y2].mean())
     got = pseudo_label_loss([torch.tensor(z1), torch.tensor(z2)], [torch.tensor(y1), torch.tensor(y2)])
     assert float(got) == pytest.approx(ref, rel=1e-6)
+
+
+def test_pseudo_label_losses_are_each_heads_numpy_cross_entropy():
+    rng = np.random.default_rng(2)
+    z = [rng.normal(size=(5, 3)) * s for s in (1.0, 4.0, 0.2)]
+    y = [rng.integers(0, 3, 5) for _ in z]
+    ref = [-_log_softmax(zh)[np.arange(5), yh].mean() for zh, yh in zip(z, y)]
+    zt, yt = [torch.tensor(zh, requires_grad=True) for zh in z], [torch.tensor(yh) for yh in y]
+    got = pseudo_label_losses(zt, yt)
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got.detach().numpy(), ref, rtol=1e-6)
+    assert float(got.mean()) == pytest.approx(float(pseudo_label_loss(zt, yt)), rel=1e-7)
+    got[1].backward()  # differentiable per head: only head 1's logits get a gradient
+    assert float(zt[0].grad.abs().sum()) == 0 and float(zt[1].grad.abs().sum()) > 0
 
 
 def test_pseudo_label_loss_errors_name_the_bad_value():
