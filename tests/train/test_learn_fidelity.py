@@ -120,13 +120,13 @@ def test_iic_reads_out_the_lowest_loss_sub_head_among_those_using_the_most_clust
 
     cfg = TrainConfig(solver="iic", n_heads=3)
     recipe = IICRecipe(cfg, 3, 6, 8, Assigner(cfg, "iic"), Dist(), torch.device("cpu"))
-    recipe.head_loss_sum = torch.tensor([-9.0, -5.0, -6.0])
+    recipe.note_head_losses(torch.tensor([-9.0, -5.0, -6.0]))
     torch.manual_seed(0)
     drawn = torch.rand(3)
     torch.manual_seed(0)
     recipe.end_epoch(Ctx(), 0)
     torch.testing.assert_close(torch.rand(3), drawn)  # the read-out draws nothing
-    assert recipe.best_head == 2 and recipe.head_loss_sum is None
+    assert recipe.best_head == 2 and recipe.epoch_head_losses() is None
     outputs = {"logits": [z.flip(0) for z in logits]}  # evaluation (or a test split) keeps that head
     torch.testing.assert_close(recipe.head_labels(outputs), torch.tensor([0, 0, 1, 1, 2, 2]))
     torch.testing.assert_close(recipe.eval_problem(outputs).scores, torch.log_softmax(outputs["logits"][2], 1))

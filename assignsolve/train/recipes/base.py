@@ -126,6 +126,49 @@ def relabel_due(start: float, end: float, every: float) -> bool:
     return math.ceil(end / every - tol) > math.ceil(start / every - tol)
 
 
+class LossReadOut:
+    """Mixin of a recipe with several cluster sub-heads that reads out one chosen on its training
+    loss, as IIC's ``select_sub_head_on_loss`` (``xu-ji/IIC`` ``cluster_eval.get_subhead_using_loss``;
+    no labels needed): :meth:`note_head_losses` adds each step's per-head losses,
+    :meth:`epoch_head_losses` hands over the epoch's sums (summed over the DDP ranks, so every rank
+    chooses alike), and the recipe sets ``best_head`` from them at the end of the epoch, before
+    the evaluation; ``best_head`` is checkpointed, so ``assignsolve eval`` reads out the same head."""
+
+    best_head: int = 0
+    _head_loss_sum: torch.Tensor | None = None
+
+    def note_head_losses(self, per_head: torch.Tensor) -> None:
+        """Add one step's losses of the sub-heads ([H], any device; not differentiated)."""
+        h = per_head.detach().float().cpu()
+        self._head_loss_sum = h if self._head_loss_sum is None else self._head_loss_sum + h
+
+    def epoch_head_losses(self) -> list[float] | None:
+        """The sub-heads' losses summed over this epoch's steps (and ranks), then reset; None when
+        no step noted any (an epoch of no steps, or a resumed run at its first end of epoch)."""
+        if self._head_loss_sum is None:
+            return None
+        losses, self._head_loss_sum = self._head_loss_sum, None
+        if self.dist.enabled:
+            import torch.distributed as tdist
+
+            losses = losses.to(self.device)
+            tdist.all_reduce(losses)
+        return [float(v) for v in losses]
+
+    def eval_problem(self, outputs):
+        return Problem.from_logits(outputs["logits"][self.best_head].float())
+
+    def head_labels(self, outputs):
+        return outputs["logits"][self.best_head].argmax(1)
+
+    def state_dict(self):
+        return {**super().state_dict(), "best_head": self.best_head}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.best_head = int(state.get("best_head", 0))
+
+
 class RelabelRecipe(Recipe):
     """A recipe that keeps whole-dataset pseudo-labels ``self.labels`` and trains cluster heads
     on them (SeLa, DeepCluster): the heads' first argmax is the read-out, the labels are the

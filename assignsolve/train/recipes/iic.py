@@ -15,14 +15,13 @@ from typing import ClassVar
 
 import torch
 
-from ...core.problem import Problem
 from ...heads import ClusterHeads
 from ...mi import iic_head_losses, iic_multihead_loss
 from ..rng import _kept_rng
-from .base import Recipe
+from .base import LossReadOut, Recipe
 
 
-class IICRecipe(Recipe):
+class IICRecipe(LossReadOut, Recipe):
     """Ji et al., ICCV 2019: maximise I(z, z') of two views; main + over-clustering sub-heads."""
 
     name: ClassVar[str] = "iic"
@@ -38,11 +37,6 @@ class IICRecipe(Recipe):
     #: with the lowest-loss read-out alone (with :func:`read_out_head` the 0.872 is 0.925)
     default_stroke_jitter: ClassVar[float] = 0.3
 
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.head_loss_sum: torch.Tensor | None = None  # [H] this epoch's summed main sub-head losses
-        self.best_head = 0  # read-out, chosen at the end of each epoch (read_out_head)
-
     def build_heads(self):
         heads = ClusterHeads(self.feat_dim, self.k, self.cfg.n_heads_used,
                              overcluster=self.cfg.overcluster or 5 * self.k, input_bn=self.head_input_bn())
@@ -56,37 +50,18 @@ class IICRecipe(Recipe):
         p = lambda zs: [torch.softmax(z.float(), dim=1) for z in zs]  # noqa: E731
         per_head = iic_head_losses(p(out1["logits"]), p(out2["logits"]), lamb=self.cfg.iic_lamb)
         over = iic_multihead_loss(p(out1["over"]), p(out2["over"]), lamb=self.cfg.iic_lamb)
-        with torch.no_grad():
-            h = per_head.detach().float().cpu()
-            self.head_loss_sum = h if self.head_loss_sum is None else self.head_loss_sum + h
+        self.note_head_losses(per_head)
         return per_head.mean() + over, out1["logits"][self.best_head].argmax(1)
 
     def end_epoch(self, ctx, epoch):
         """The read-out for the next evaluation: :func:`read_out_head` on every training sample's
         eval-mode outputs and this epoch's losses (summed over the DDP ranks, so all choose alike)."""
-        if self.head_loss_sum is None:
+        losses = self.epoch_head_losses()
+        if losses is None:
             return
-        losses, self.head_loss_sum = self.head_loss_sum, None
-        if self.dist.enabled:
-            import torch.distributed as tdist
-
-            losses = losses.to(self.device)
-            tdist.all_reduce(losses)
         with _kept_rng(self.device):  # as evaluation: what training draws next is unchanged
             logits = ctx.all_outputs()["logits"]
-        self.best_head = read_out_head(logits, [float(v) for v in losses])
-
-    def eval_problem(self, outputs):
-        return Problem.from_logits(outputs["logits"][self.best_head].float())
-
-    def head_labels(self, outputs):
-        return outputs["logits"][self.best_head].argmax(1)
-
-    def state_dict(self):
-        return {"best_head": self.best_head}
-
-    def load_state_dict(self, state):
-        self.best_head = int(state.get("best_head", 0))
+        self.best_head = read_out_head(logits, losses)
 
 
 def read_out_head(logits: list[torch.Tensor], losses: list[float]) -> int:
