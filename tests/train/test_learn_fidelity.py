@@ -137,6 +137,42 @@ def test_iic_reads_out_the_lowest_loss_sub_head_among_those_using_the_most_clust
     assert recipe.best_head == 2
 
 
+def test_sela_reads_out_the_head_of_the_lowest_summed_loss_over_the_epoch():
+    # three heads, K = 3, 6 samples; each head's logits put weight s_h on its own label, so its
+    # cross-entropy is -log(e^s / (e^s + 2)), lowest for the largest s (head 1, summed over 2 steps)
+    from assignsolve.ops.dist import Dist
+    from assignsolve.train.recipes import SeLa
+
+    cfg = TrainConfig(solver="sinkhorn-pot", method="sela", n_heads=3)
+    recipe = SeLa(cfg, 3, 6, 8, Assigner(cfg, "sela"), Dist(), torch.device("cpu"))
+    assert recipe.best_head == 0  # before any epoch: the first head
+    recipe.labels = torch.tensor([[0, 1, 2, 0, 1, 2], [2, 2, 1, 1, 0, 0], [1, 0, 2, 2, 0, 1]])
+    scale = ([1.0, 3.0, 2.0], [1.0, 2.5, 3.0])  # step 1: head 1 lowest; step 2: head 2 lowest
+    ce = lambda s: -math.log(math.exp(s) / (math.exp(s) + 2))  # noqa: E731
+    idx = torch.tensor([4, 0, 2])
+    for step_scale in scale:
+        out = {"logits": [torch.nn.functional.one_hot(recipe.labels[h, idx], 3).float() * step_scale[h]
+                          for h in range(3)]}
+        loss, shown = recipe.loss(None, out, None, idx)
+        assert float(loss) == pytest.approx(np.mean([ce(v) for v in step_scale]), rel=1e-6)
+        torch.testing.assert_close(shown, recipe.labels[0, idx])  # the read-out before the epoch ends
+    sums = [ce(a) + ce(b) for a, b in zip(*scale)]  # head 1 has the lowest sum, not the lowest last step
+    assert int(np.argmin(sums)) == 1 and sums[1] < sums[2] < sums[0]
+    recipe.end_epoch(None, 0)
+    assert recipe.best_head == 1 and recipe.epoch_head_losses() is None
+    outputs = {"logits": [torch.eye(3)[[0, 1, 2, 0, 1, 2]], torch.eye(3)[[2, 2, 1, 1, 0, 0]], torch.eye(3)[[0] * 6]]}
+    torch.testing.assert_close(recipe.head_labels(outputs), torch.tensor([2, 2, 1, 1, 0, 0]))
+    torch.testing.assert_close(recipe.eval_problem(outputs).scores, torch.log_softmax(outputs["logits"][1], 1))
+    fresh = SeLa(cfg, 3, 6, 8, Assigner(cfg, "sela"), Dist(), torch.device("cpu"))
+    fresh.load_state_dict(recipe.state_dict())  # a checkpoint keeps the labels and the read-out
+    assert fresh.best_head == 1
+    torch.testing.assert_close(fresh.labels, recipe.labels)
+    fresh.load_state_dict({"labels": recipe.labels})  # a checkpoint from before the read-out: head 0
+    assert fresh.best_head == 0
+    recipe.end_epoch(None, 1)  # no batches this epoch: the read-out stays
+    assert recipe.best_head == 1
+
+
 # ----------------------------------------------------------------------------- grey views
 def dot_image(row: int, col: int, size: int = 28) -> torch.Tensor:
     x = torch.zeros(1, 1, size, size)

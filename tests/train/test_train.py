@@ -202,12 +202,14 @@ def test_sela_relabels_within_an_epoch(tmp_path):
     # 96 samples / batch 32 = 3 steps an epoch; solver_calls after 2 epochs = baseline + 1
     # evaluation + one solve per re-labelling (one head)
     # 0.25: 0 and 0.25 share step 0, 0.5 is in step 1, 0.75 in step 2
-    quarter = _run(tmp_path / "a", solver="sinkhorn-pot", epochs=2, relabel_every=0.25)
-    once = _run(tmp_path / "b", solver="sinkhorn-pot", epochs=2, relabel_every=1)
-    half = _run(tmp_path / "c", solver="sinkhorn-pot", epochs=2)  # sela's default 0.5: steps 0 and 1 (1/3 <= 0.5 < 2/3)
+    quarter = _run(tmp_path / "a", solver="sinkhorn-pot", epochs=2, relabel_every=0.25, n_heads=1)
+    once = _run(tmp_path / "b", solver="sinkhorn-pot", epochs=2, relabel_every=1, n_heads=1)
+    half = _run(tmp_path / "c", solver="sinkhorn-pot", epochs=2, n_heads=1)  # sela's default 0.5: steps 0 and 1 (1/3 <= 0.5 < 2/3)
     assert quarter["solver_calls"] == 2 + 2 * 3
     assert once["solver_calls"] == 2 + 2
     assert half["solver_calls"] == 2 + 2 * 2
+    five = _run(tmp_path / "e", solver="sinkhorn-pot", epochs=2)  # sela's default 5 heads: 5 solves a re-labelling
+    assert five["solver_calls"] == 2 + 2 * 2 * 5
     dc = _run(tmp_path / "d", solver="kmeans", epochs=2, relabel_every=0.25)  # DeepCluster: epoch starts only
     assert dc["solver_calls"] == 2 + 2
 
