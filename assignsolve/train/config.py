@@ -251,8 +251,9 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "kmeans->deepcluster, coke->coke, iic->iic; other score solvers->sela, feature solvers->deepcluster)"),
     ("n_clusters", int, "K", "number of clusters K (default: number of classes when labels are known, else 10)"),
     ("n_heads", int, "H", "cluster sub-heads (SeLa/IIC: H heads of K clusters, the one of the lowest "
-     "training loss over the last epoch read out; CoKe: H clusterings of K, 2K, ..., HK clusters, as the "
-     "paper's three) (default: the recipe's: sela 5, iic 5, coke 3)"),
+     "training loss over the last epoch read out, for IIC among those using the most clusters; CoKe: H "
+     "clusterings of K, 2K, ..., HK clusters, as the paper's three) (default: the recipe's: sela 5, iic 5, "
+     "coke 3; a solver may ask its recipe for another: lp 1 under sela)"),
     ("overcluster", int, "K2", "clusters of IIC's over-clustering head (default 5K; iic only)"),
     ("head_bn", str, "WHEN", "SeLa, DeepCluster, IIC: standardise the cluster heads' input features with a "
      "non-affine BatchNorm: on, pooled (only when the encoder pools globally, as the 'cnn' on 8x8 digits), "

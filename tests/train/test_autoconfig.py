@@ -106,6 +106,16 @@ def test_sela_halves_its_default_batch_until_an_epoch_has_16_steps_and_lp_keeps_
     assert resolve_config(TrainConfig(solver="lp", batch_size=64), 1797, digits).batch_size == 64
 
 
+def test_sela_trains_five_heads_and_the_exact_lp_one():
+    # SeLa's default_heads is 5; lp's recipe_training asks for 1; --n-heads wins over both
+    digits, mnist = (1, 8, 8), (1, 28, 28)
+    for n, shape in [(1797, digits), (5000, mnist)]:
+        assert resolve_config(TrainConfig(solver="sinkhorn-pot"), n, shape).n_heads_used == 5
+        assert resolve_config(TrainConfig(solver="lp"), n, shape).n_heads_used == 1
+    assert resolve_config(TrainConfig(solver="lp", n_heads=3), 1797, digits).n_heads_used == 3
+    assert resolve_config(TrainConfig(solver="sinkhorn-pot", n_heads=1), 1797, digits).n_heads_used == 1
+
+
 def test_lp_asks_sela_for_standardised_head_inputs_on_globally_pooled_features():
     # lp's recipe_training also holds {"head_bn": "pooled"}: on 8x8 digits (the globally pooled
     # 'cnn') its SeLa heads read BatchNorm'd features; on MNIST's 'convnet' grid, and for Sinkhorn

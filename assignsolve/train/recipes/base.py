@@ -144,7 +144,7 @@ class LossReadOut:
 
     def epoch_head_losses(self) -> list[float] | None:
         """The sub-heads' losses summed over this epoch's steps (and ranks), then reset; None when
-        no step noted any (an epoch of no steps, or a resumed run at its first end of epoch)."""
+        no step noted any (an epoch of no steps)."""
         if self._head_loss_sum is None:
             return None
         losses, self._head_loss_sum = self._head_loss_sum, None
@@ -171,8 +171,8 @@ class LossReadOut:
 
 class RelabelRecipe(Recipe):
     """A recipe that keeps whole-dataset pseudo-labels ``self.labels`` and trains cluster heads
-    on them (SeLa, DeepCluster): the heads' first argmax is the read-out, the labels are the
-    checkpointed state."""
+    on them (SeLa, DeepCluster): the first head's argmax is the read-out (SeLa's own is the
+    lowest-loss head, :class:`LossReadOut`), the labels are the checkpointed state."""
 
     labels: torch.Tensor | None = None
 
