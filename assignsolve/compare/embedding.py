@@ -19,8 +19,10 @@ from ..core.errors import CompareError
 @torch.no_grad()
 def embed_run(run_dir: str | Path, data: str | None = None, batch_size: int = 512, mode: str = "auto",
               workers: int = 0) -> dict:
-    """``features`` [N, F] float32 (encoder output), ``logits`` [N, K] (the first cluster head or
-    the prototypes, when the recipe has one), ``labels`` [N] (when the data has them).
+    """``features`` [N, F] float32 (encoder output), ``logits`` [N, K] (the head the run reads out,
+    :meth:`Recipe.readout_logits <assignsolve.train.recipes.base.Recipe.readout_logits>`: the
+    lowest-loss sub-head of SeLa and IIC, else the first cluster head or the prototype scores,
+    when the recipe has one), ``labels`` [N] (when the data has them).
 
     ``data``: the source to embed (default: the run's own ``--data``), read like ``run`` reads it
     (:func:`assignsolve.data.load_dataset`), at the run's ``--image-size``; an ImageFolder
@@ -44,10 +46,9 @@ def embed_run(run_dir: str | Path, data: str | None = None, batch_size: int = 51
     for chunk in feed.chunks(0, len(feed), batch_size):
         out = model(chunk.float())
         feats.append(out["feat"].float())
-        if "logits" in out:
-            logits.append(out["logits"][0].float())
-        elif "proto" in out:
-            logits.append(out["proto"].float())
+        readout = saved.trained.recipe.readout_logits(out)
+        if readout is not None:
+            logits.append(readout.float())
     result = {"features": torch.cat(feats).numpy().astype(np.float32)}
     if logits:
         result["logits"] = torch.cat(logits).numpy().astype(np.float32)

@@ -150,7 +150,7 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int,
     # options compared as used (the recipe's or solver's default filled in), not as given
     compare = [k for k in now if k not in MAY_CHANGE and k not in ("method", "n_clusters", "optimizer", "lr",
                                                                  "relabel_every", "temperature", "solver_opt",
-                                                                 "n_heads", "head_bn")]
+                                                                 "n_heads", "head_bn", "n_samples_used")]
     for key in compare:
         old = saved.get(key, now[key] if key in resolved else defaults.get(key))
         if isinstance(old, attrs.Factory):

@@ -180,7 +180,7 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     start = 0
     resolved = {"recipe": recipe_name, "n_clusters_used": k, "optimizer_used": optimizer_name, "lr_used": lr,
                 "relabel_every_used": cfg.relabel_every_used, "temperature_used": cfg.temperature_used,
-                "n_heads_used": cfg.n_heads_used, "head_bn_used": cfg.head_bn_used,
+                "n_heads_used": cfg.n_heads_used, "head_bn_used": cfg.head_bn_used, "n_samples_used": n,
                 "solver_options_used": json.loads(json.dumps(assigner.options, default=str))}
     if cfg.resume:  # format 2, weights_only=True; every experiment option as saved (checkpoint.py)
         ckpt = load_checkpoint(ckpt_path, device)

@@ -25,7 +25,7 @@ __all__ = ["SavedRun", "load_run", "run_config"]
 
 #: keys run writes into config.json beside the TrainConfig fields
 _EXTRA = ("recipe", "n_clusters_used", "optimizer_used", "lr_used", "relabel_every_used", "temperature_used",
-          "solver_options_used", "n_heads_used", "head_bn_used")
+          "solver_options_used", "n_heads_used", "head_bn_used", "n_samples_used")
 
 
 def run_config(run_dir: str | Path) -> tuple[TrainConfig, dict]:
@@ -54,8 +54,9 @@ class SavedRun:
 
 
 def load_run(run_dir: str | Path, input_shape: tuple[int, ...], n: int, device: torch.device) -> SavedRun:
-    """The run's trained and random (epoch-0) models on ``device`` (``n``: samples the recipe state
-    is sized for; the state loaded from the checkpoint replaces it)."""
+    """The run's trained and random (epoch-0) models on ``device``; the recipe state (per-sample
+    labels, banks) is sized for the samples the run trained on (``n_samples_used`` in its
+    config.json), or ``n`` for a run saved before that was recorded, whatever data is read out."""
     from ..ops.dist import Dist
 
     cfg, extra = run_config(run_dir)
@@ -64,6 +65,7 @@ def load_run(run_dir: str | Path, input_shape: tuple[int, ...], n: int, device: 
     if cfg.head_bn is None and "head_bn_used" in extra:  # the heads the run had, whatever today's default
         cfg = attrs.evolve(cfg, head_bn=str(extra["head_bn_used"]))
     k = int(extra.get("n_clusters_used") or cfg.n_clusters or 10)
+    n = int(extra.get("n_samples_used", n))
     path = Path(run_dir) / "checkpoint.pt"
     if not path.is_file():
         raise TrainError(f"--run: expected a checkpoint at {str(path)!r}, found none")
@@ -78,7 +80,8 @@ def load_run(run_dir: str | Path, input_shape: tuple[int, ...], n: int, device: 
         trained.model.encoder.load_state_dict(ckpt["encoder"])
         trained.model.heads.load_state_dict(ckpt["heads"])
         trained.recipe.load_state_dict(ckpt["recipe"])
-    except (KeyError, RuntimeError) as exc:
-        raise TrainError(f"{path}: expected the encoder/heads of {cfg.encoder} on input {list(input_shape)} "
-                         f"({str(exc).splitlines()[0]}; is --data the run's data?)") from exc
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise TrainError(f"{path}: expected the encoder/heads/recipe state of {cfg.encoder} on input "
+                         f"{list(input_shape)} for {n} samples ({str(exc).splitlines()[0]}; "
+                         f"is --data the run's data?)") from exc
     return SavedRun(cfg, k, int(ckpt.get("epoch", 0)), trained, random)

@@ -92,5 +92,83 @@ def test_a_saved_run_is_rebuilt_with_the_heads_it_had_not_todays_default(tmp_pat
     assert saved.cfg.n_heads == 2 and len(saved.trained.model.heads["cluster"].heads) == 2
     del config["n_heads_used"]
     path.write_text(json.dumps(config))
-    with pytest.raises(TrainError, match="expected the encoder/heads"):
+    with pytest.raises(TrainError, match="expected the encoder/heads/recipe state"):
         load_run(out, (1, 8, 8), 60, torch.device("cpu"))
+
+
+def _digits_run(tmp_path, name, **opts):
+    from assignsolve.train.config import config_from_args
+    from assignsolve.train.loop import run
+
+    out = tmp_path / name
+    run(config_from_args({"data": "digits", "limit": 120, "epochs": 1, "batch_size": 60, "progress": False,
+                          "out": str(out), "device": "cpu", **opts}))
+    return out
+
+
+def _encoder_features(ckpt, data, n):
+    from assignsolve.registry.manager import get_encoder
+
+    config = json.loads(ckpt["config"])
+    enc = get_encoder(config["encoder"], tuple(data.input_shape), **config["encoder_opt"])
+    enc.load_state_dict(ckpt["encoder"])
+    enc.eval()
+    with torch.no_grad():
+        return enc(data.x[:n]), config
+
+
+def test_embed_writes_the_sub_head_sela_reads_out(tmp_path, capsys):
+    # SeLa reads out its lowest-loss sub-head (best_head, checkpointed); embed writes that head's
+    # logits, W_j h + b_j computed here from the checkpoint's weights, not the first head's
+    from assignsolve.data import load_dataset
+
+    run_dir = _digits_run(tmp_path, "sela", solver="sinkhorn-pot", n_heads=3)
+    path = run_dir / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["recipe"]["best_head"] = 1
+    torch.save(ckpt, path)
+    out = tmp_path / "emb.npz"
+    code, _, err = _main(capsys, "embed", "--run", str(run_dir), "--out", str(out))
+    assert code == 0, err
+    feat, config = _encoder_features(ckpt, load_dataset("digits"), 50)
+    assert config["head_bn"] is None  # SeLa's heads read the features as they are (default 'off')
+    heads = {j: feat @ ckpt["heads"][f"cluster.heads.{j}.weight"].T + ckpt["heads"][f"cluster.heads.{j}.bias"]
+             for j in (0, 1)}
+    logits = np.load(out)["logits"][:50]
+    np.testing.assert_allclose(logits, heads[1].numpy(), rtol=1e-4, atol=1e-5)
+    assert np.abs(logits - heads[0].numpy()).max() > 1e-3
+
+
+def test_embed_writes_cokes_classifier_scores(tmp_path, capsys):
+    # CoKe's read-out: the predictor's output, unit rows, against the first clustering's previous
+    # centres, over the temperature; the heads rebuilt here from the checkpoint by hand
+    from assignsolve.data import load_dataset
+    from assignsolve.heads import ProjectionHead
+
+    run_dir = _digits_run(tmp_path, "coke", solver="coke")
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    out = tmp_path / "emb.npz"
+    code, _, err = _main(capsys, "embed", "--run", str(run_dir), "--out", str(out))
+    assert code == 0, err
+    feat, config = _encoder_features(ckpt, load_dataset("digits"), 50)
+    d, hidden = config["proj_dim"], config["hidden_dim"]
+    heads = torch.nn.ModuleDict({"proj": ProjectionHead(feat.shape[1], hidden, d, out_bn=True),
+                                 "pred": ProjectionHead(d, hidden, d)})
+    heads.load_state_dict(ckpt["heads"])
+    heads.eval()
+    with torch.no_grad():
+        pred = heads["pred"](heads["proj"](feat))
+    centres = ckpt["recipe"]["banks"][0]["previous_centres"]
+    ref = torch.nn.functional.normalize(pred, dim=1) @ centres.T / config["temperature_used"]
+    logits = np.load(out)["logits"]
+    assert logits.shape == (1797, 10)
+    np.testing.assert_allclose(logits[:50], ref.numpy(), rtol=1e-4, atol=1e-4)
+    # the bank holds one label per trained sample (120, --limit): without the run's record of
+    # that (n_samples_used, written since 2026-12-07) the state does not fit 1,797 and is refused
+    path = run_dir / "config.json"
+    config = json.loads(path.read_text())
+    assert config["n_samples_used"] == 120
+    del config["n_samples_used"]
+    path.write_text(json.dumps(config))
+    code, _, err = _main(capsys, "embed", "--run", str(run_dir), "--out", str(tmp_path / "old.npz"))
+    assert code == 2 and "recipe state" in err and "for 1797 samples" in err and len(err.strip().splitlines()) == 1

@@ -108,6 +108,14 @@ class Recipe:
         """The head's own labels at evaluation (None: the recipe has no classifier head)."""
         return None
 
+    def readout_logits(self, outputs: dict) -> torch.Tensor | None:
+        """The scores [B, K] of the head the recipe reads out, which ``assignsolve embed`` writes as
+        ``logits``: the first cluster head, or the prototype scores (SwAV, CoKe); None when the
+        model has neither."""
+        if "logits" in outputs:
+            return outputs["logits"][0]
+        return outputs.get("proto")
+
     def state_dict(self) -> dict:
         """What a checkpoint keeps of the recipe (labels, queues, banks)."""
         return {}
@@ -132,7 +140,8 @@ class LossReadOut:
     no labels needed): :meth:`note_head_losses` adds each step's per-head losses,
     :meth:`epoch_head_losses` hands over the epoch's sums (summed over the DDP ranks, so every rank
     chooses alike), and the recipe sets ``best_head`` from them at the end of the epoch, before
-    the evaluation; ``best_head`` is checkpointed, so ``assignsolve eval`` reads out the same head."""
+    the evaluation; ``best_head`` is checkpointed, so ``assignsolve eval`` and ``embed`` read out the
+    same head."""
 
     best_head: int = 0
     _head_loss_sum: torch.Tensor | None = None
@@ -156,10 +165,13 @@ class LossReadOut:
         return [float(v) for v in losses]
 
     def eval_problem(self, outputs):
-        return Problem.from_logits(outputs["logits"][self.best_head].float())
+        return Problem.from_logits(self.readout_logits(outputs).float())
 
     def head_labels(self, outputs):
-        return outputs["logits"][self.best_head].argmax(1)
+        return self.readout_logits(outputs).argmax(1)
+
+    def readout_logits(self, outputs):
+        return outputs["logits"][self.best_head]
 
     def state_dict(self):
         return {**super().state_dict(), "best_head": self.best_head}

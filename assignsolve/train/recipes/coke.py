@@ -174,7 +174,11 @@ class CoKeRecipe(Recipe):
         return Problem.from_features(z, self.bank.centres.float(), metric="cosine")
 
     def head_labels(self, outputs):
-        return self.bank.logits(outputs["pred"]).argmax(1)
+        return self.readout_logits(outputs).argmax(1)
+
+    def readout_logits(self, outputs):
+        """The classifier's scores: the predictor's output against the first clustering's centres."""
+        return self.bank.logits(outputs["pred"].float(), self.cfg.temperature_used)
 
     def state_dict(self):
         return {"banks": [bank.state_dict() for bank in self.banks]}
