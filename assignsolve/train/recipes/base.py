@@ -110,8 +110,8 @@ class Recipe:
 
     def readout_logits(self, outputs: dict) -> torch.Tensor | None:
         """The scores [B, K] of the head the recipe reads out, which ``assignsolve embed`` writes as
-        ``logits``: the first cluster head, or the prototype scores (SwAV, CoKe); None when the
-        model has neither."""
+        ``logits``: the first cluster head, or the prototype scores (SwAV); None when the model has
+        neither (recipes that read out another head override it: LossReadOut, CoKe)."""
         if "logits" in outputs:
             return outputs["logits"][0]
         return outputs.get("proto")
