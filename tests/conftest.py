@@ -90,3 +90,20 @@ def benchmark_script():
         spec.loader.exec_module(mod)
         return mod
     return load
+
+
+@pytest.fixture()
+def lp_asking(monkeypatch):
+    """Makes the ``lp`` solver's entry declare ``recipe_training = {"sela": training}`` for the
+    test, in place of its own (the built-in lp asks SeLa for SGD at 0.2 since 2026-12-07);
+    every other solver's entry is left as it is."""
+    import attrs
+
+    from assignsolve.registry import manager
+
+    def ask(training: dict):
+        original = manager.solver_entry
+        entry = attrs.evolve(original("lp"), recipe_training={"sela": training})
+        monkeypatch.setattr(manager, "solver_entry", lambda name, *a, **kw: entry if name == "lp" else original(name, *a, **kw))
+        return entry
+    return ask

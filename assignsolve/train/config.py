@@ -253,21 +253,20 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("n_heads", int, "H", "cluster sub-heads (SeLa/IIC: H heads of K clusters, the one of the lowest "
      "training loss over the last epoch read out, for IIC among those using the most clusters; CoKe: H "
      "clusterings of K, 2K, ..., HK clusters, as the paper's three) (default: the recipe's: sela 5, iic 5, "
-     "coke 3; a solver may ask its recipe for another: lp 1 under sela)"),
+     "coke 3; a solver may ask its recipe for another)"),
     ("overcluster", int, "K2", "clusters of IIC's over-clustering head (default 5K; iic only)"),
     ("head_bn", str, "WHEN", "SeLa, DeepCluster, IIC: standardise the cluster heads' input features with a "
      "non-affine BatchNorm: on, pooled (only when the encoder pools globally, as the 'cnn' on 8x8 digits), "
-     "off (default: the recipe's: iic pooled, others off; a solver may ask its recipe for another: "
-     "lp pooled under sela)"),
+     "off (default: the recipe's: iic pooled, others off; a solver may ask its recipe for another)"),
     ("epochs", int, "E", "number of epochs (default: 50,000 images' worth, between 10 and 30: "
      "10 for 5,000+ images, 28 for the 1,797 digits)"),
     ("batch_size", int, "B", "mini-batch size per process (default: per recipe: iic 128 (x4 augmented "
      "repeats), others 256; sela halves it, not below 32, until an epoch (of one process) has 16 "
-     "steps: 64 on the 1,797 digits; a solver may ask its recipe for another: lp 256 under sela)"),
+     "steps: 64 on the 1,797 digits; a solver may ask its recipe for another)"),
     ("optimizer", str, "NAME", "adam or sgd (default: per recipe: sgd for deepcluster and sela, as the "
-     "papers; adam otherwise; a solver may ask its recipe for another: lp adam under sela)"),
+     "papers; adam otherwise; a solver may ask its recipe for another)"),
     ("lr", float, "LR", "learning rate (default: 0.05 with sgd, 1e-3 with adam; a solver may ask its recipe "
-     "for another: lp adam at 2e-3 under sela, where --lr alone keeps its adam)"),
+     "for another: lp sgd at 0.2 under sela, where --optimizer adam gets adam's 1e-3)"),
     ("lr_schedule", str, "NAME", "learning rate over the run, set every step: constant, or cosine (SwAV's "
      "decay from --lr to 0 over --epochs; on 5,000 MNIST digits it cost SwAV 0.03-0.09 accuracy in 10 epochs, "
      "docs/training.md) (default: the recipe's; constant for every built-in recipe)"),

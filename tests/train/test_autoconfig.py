@@ -11,24 +11,29 @@ from assignsolve.train import TrainConfig
 from assignsolve.train.autoconfig import auto_augment, auto_batch_size, auto_encoder, auto_epochs, resolve_config
 
 
-def test_lp_asks_the_sela_recipe_for_adam_at_2e_3_where_the_user_set_neither(monkeypatch):
-    # the lp solver's recipe_training: {"sela": {"optimizer": "adam", "lr": 2e-3}}; Sinkhorn under
-    # the same recipe keeps the recipe's SGD at 0.05; the user's --lr, or another --optimizer,
-    # wins, and the solver's 2e-3 (meant for Adam) never reaches the user's SGD
+def test_a_solver_asks_the_sela_recipe_for_adam_at_2e_3_where_the_user_set_neither(monkeypatch, lp_asking):
+    # a solver's recipe_training {"sela": {"optimizer": "adam", "lr": 2e-3}} (lp's until
+    # 2026-12-07); Sinkhorn under the same recipe keeps the recipe's SGD at 0.05; the user's --lr,
+    # or another --optimizer, wins, and the solver's 2e-3 (meant for Adam) never reaches the user's SGD
     from assignsolve.registry import manager
 
     mnist = (1, 28, 28)
+    # the built-in lp asks for SeLa's SGD at 0.2 (since 2026-12-07); --optimizer adam gets Adam's 1e-3
+    assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).optimizer_lr == ("sgd", 0.2)
+    assert resolve_config(TrainConfig(solver="lp"), 1797, (1, 8, 8)).optimizer_lr == ("sgd", 0.2)
+    assert resolve_config(TrainConfig(solver="lp", optimizer="adam"), 5000, mnist).optimizer_lr == ("adam", 1e-3)
+    assert resolve_config(TrainConfig(solver="lp", lr=0.05), 5000, mnist).optimizer_lr == ("sgd", 0.05)
+    lp = lp_asking({"optimizer": "adam", "lr": 2e-3})
     assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).optimizer_lr == ("adam", 2e-3)
     assert resolve_config(TrainConfig(solver="lp"), 1797, (1, 8, 8)).optimizer_lr == ("adam", 2e-3)
     assert resolve_config(TrainConfig(solver="lp", optimizer="adam"), 5000, mnist).optimizer_lr == ("adam", 2e-3)
-    assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist).optimizer_lr == ("sgd", 0.05)
     assert resolve_config(TrainConfig(solver="lp", lr=5e-4), 5000, mnist).optimizer_lr == ("adam", 5e-4)
     assert resolve_config(TrainConfig(solver="lp", optimizer="sgd"), 5000, mnist).optimizer_lr == ("sgd", 0.05)
     assert resolve_config(TrainConfig(solver="lp", optimizer="sgd", lr=0.01), 5000, mnist).optimizer_lr == ("sgd", 0.01)
+    monkeypatch.undo()
+    assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist).optimizer_lr == ("sgd", 0.05)
     # a solver that names no optimiser gives its rate to the recipe's own only
-    lp = manager.solver_entry("lp")
-    rate_only = attrs.evolve(lp, recipe_training={"sela": {"lr": 0.02}})
-    monkeypatch.setattr(manager, "solver_entry", lambda name: rate_only)
+    lp_asking({"lr": 0.02})
     assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).optimizer_lr == ("sgd", 0.02)
     assert resolve_config(TrainConfig(solver="lp", optimizer="adam"), 5000, mnist).optimizer_lr == ("adam", 1e-3)
     monkeypatch.undo()
@@ -82,7 +87,7 @@ def test_auto_defaults_follow_the_data():
             TrainConfig(stroke_jitter=bad)
 
 
-def test_sela_halves_its_default_batch_until_an_epoch_has_16_steps_and_lp_keeps_256():
+def test_sela_halves_its_default_batch_until_an_epoch_has_16_steps(lp_asking):
     # the loop's full batches an epoch, n // batch: 1,797 / 256 -> 7, / 128 -> 14, / 64 -> 28;
     # 5,000 / 256 -> 19, 4,096 / 256 -> 16, 4,095 / 256 -> 15
     from assignsolve.ops.dist import Dist
@@ -96,31 +101,39 @@ def test_sela_halves_its_default_batch_until_an_epoch_has_16_steps_and_lp_keeps_
     digits, mnist = (1, 8, 8), (1, 28, 28)
     batch = {(s, n): resolve_config(TrainConfig(solver=s), n, shape).batch_size
              for s in ("sinkhorn-pot", "lp", "kmeans", "sinkhorn-gpu", "iic") for n, shape in ((1797, digits), (5000, mnist))}
-    assert batch == {("sinkhorn-pot", 1797): 64, ("sinkhorn-pot", 5000): 256, ("lp", 1797): 256, ("lp", 5000): 256,
+    assert batch == {("sinkhorn-pot", 1797): 64, ("sinkhorn-pot", 5000): 256, ("lp", 1797): 64, ("lp", 5000): 256,
                      ("kmeans", 1797): 256, ("kmeans", 5000): 256, ("sinkhorn-gpu", 1797): 256,
                      ("sinkhorn-gpu", 5000): 256, ("iic", 1797): 128, ("iic", 5000): 128}
     # with DDP the batch is per process, the steps those of one process's share (2,500 of 5,000)
     assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist, world=2).batch_size == 128
     assert resolve_config(TrainConfig(solver="sinkhorn-pot"), 5000, mnist, world=2).epochs == 10
     assert resolve_config(TrainConfig(solver="sinkhorn-pot", batch_size=256), 1797, digits).batch_size == 256
+    assert resolve_config(TrainConfig(solver="lp", batch_size=128), 1797, digits).batch_size == 128
+    # a solver's recipe_training batch is taken as it is (not halved); --batch-size wins over it
+    lp_asking({"batch_size": 256})
+    assert resolve_config(TrainConfig(solver="lp"), 1797, digits).batch_size == 256
     assert resolve_config(TrainConfig(solver="lp", batch_size=64), 1797, digits).batch_size == 64
 
 
-def test_sela_trains_five_heads_and_the_exact_lp_one():
-    # SeLa's default_heads is 5; lp's recipe_training asks for 1; --n-heads wins over both
+def test_sela_trains_five_heads_the_exact_lp_too(lp_asking):
+    # SeLa's default_heads is 5, for Sinkhorn and the exact LP alike; a solver's recipe_training
+    # {"n_heads": 1} (lp's until 2026-12-07) asks for 1; --n-heads wins over both
     digits, mnist = (1, 8, 8), (1, 28, 28)
     for n, shape in [(1797, digits), (5000, mnist)]:
         assert resolve_config(TrainConfig(solver="sinkhorn-pot"), n, shape).n_heads_used == 5
-        assert resolve_config(TrainConfig(solver="lp"), n, shape).n_heads_used == 1
-    assert resolve_config(TrainConfig(solver="lp", n_heads=3), 1797, digits).n_heads_used == 3
+        assert resolve_config(TrainConfig(solver="lp"), n, shape).n_heads_used == 5
     assert resolve_config(TrainConfig(solver="sinkhorn-pot", n_heads=1), 1797, digits).n_heads_used == 1
+    lp_asking({"n_heads": 1})
+    assert resolve_config(TrainConfig(solver="lp"), 1797, digits).n_heads_used == 1
+    assert resolve_config(TrainConfig(solver="lp", n_heads=3), 1797, digits).n_heads_used == 3
 
 
-def test_lp_asks_sela_for_standardised_head_inputs_on_globally_pooled_features():
-    # lp's recipe_training also holds {"head_bn": "pooled"}: on 8x8 digits (the globally pooled
-    # 'cnn') its SeLa heads read BatchNorm'd features; on MNIST's 'convnet' grid, and for Sinkhorn
-    # under the same recipe, they read the raw features; IIC's own default is "pooled" too; the
-    # user's --head-bn wins. The standardisation is checked by hand: W (h - mean) / sqrt(var + eps) + b.
+def test_a_solver_asks_sela_for_standardised_head_inputs_on_globally_pooled_features(monkeypatch, lp_asking):
+    # a solver's recipe_training {"head_bn": "pooled"} (lp's until 2026-12-07): on 8x8 digits
+    # (the globally pooled 'cnn') its SeLa heads read BatchNorm'd features; on MNIST's 'convnet'
+    # grid, and for Sinkhorn under the same recipe, they read the raw features; IIC's own default
+    # is "pooled" too; the user's --head-bn wins. The standardisation is checked by hand:
+    # W (h - mean) / sqrt(var + eps) + b.
     import torch
 
     from assignsolve.ops.dist import Dist
@@ -133,11 +146,16 @@ def test_lp_asks_sela_for_standardised_head_inputs_on_globally_pooled_features()
         return cfg, built.model.heads["cluster"]
 
     digits, mnist = (1, 8, 8), (1, 28, 28)
+    cfg, lp_digits = heads(1797, digits, solver="lp")  # asks for no head_bn: SeLa's "off"
+    assert cfg.head_bn is None and cfg.head_bn_used == "off" and isinstance(lp_digits.input_norm, torch.nn.Identity)
+    lp_asking({"head_bn": "pooled"})
     cfg, lp_digits = heads(1797, digits, solver="lp")
     assert cfg.head_bn == "pooled" and cfg.encoder == "cnn"
     assert isinstance(lp_digits.input_norm, torch.nn.BatchNorm1d) and not lp_digits.input_norm.affine
-    for n, shape, kw in [(5000, mnist, {"solver": "lp"}), (1797, digits, {"solver": "sinkhorn-pot"}),
-                         (1797, digits, {"solver": "lp", "head_bn": "off"}), (5000, mnist, {"solver": "iic"}),
+    for n, shape, kw in [(5000, mnist, {"solver": "lp"}), (1797, digits, {"solver": "lp", "head_bn": "off"})]:
+        assert isinstance(heads(n, shape, **kw)[1].input_norm, torch.nn.Identity), kw
+    monkeypatch.undo()
+    for n, shape, kw in [(1797, digits, {"solver": "sinkhorn-pot"}), (5000, mnist, {"solver": "iic"}),
                          (1797, digits, {"solver": "kmeans"})]:
         assert isinstance(heads(n, shape, **kw)[1].input_norm, torch.nn.Identity), kw
     for n, shape, kw in [(1797, digits, {"solver": "iic"}), (5000, mnist, {"solver": "sinkhorn-pot", "head_bn": "on"}),

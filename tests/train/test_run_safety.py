@@ -280,10 +280,12 @@ def test_resume_of_a_sela_run_saved_when_its_default_was_adam_is_refused_then_re
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
 
 
-def test_resume_hint_names_a_default_the_solver_filled_in_and_never_a_missing_value(tmp_path, capsys):
-    # lp's recipe_training fills in --lr (Adam 2e-3 under SeLa; 1e-3 before 2026-12-03): a run
-    # saved at 1e-3 is refused with the flag and value that resume it; a key missing from an older
-    # checkpoint (compared as TrainConfig's None) is refused without a hint to pass "None"
+def test_resume_hint_names_a_default_the_solver_filled_in_and_never_a_missing_value(tmp_path, capsys, lp_asking):
+    # a solver's recipe_training fills in --lr (lp's Adam 2e-3 under SeLa until 2026-12-07, 1e-3
+    # before 2026-12-03): a run saved at 1e-3 is refused with the flag and value that resume it; a
+    # key missing from an older checkpoint (compared as TrainConfig's None) is refused without a
+    # hint to pass "None"
+    lp_asking({"optimizer": "adam", "lr": 2e-3})
     out = tmp_path / "run"
     assert _main(out, "--solver", "lp") == 0
     ckpt, config = _saved_config(out / "checkpoint.pt")
@@ -300,6 +302,28 @@ def test_resume_hint_names_a_default_the_solver_filled_in_and_never_a_missing_va
     assert _main(out, "--solver", "lp", "--resume", epochs=2) == 2
     line = _error_line(capsys)
     assert "--repeats was None in the checkpoint, found 1" in line and "resumes it as it was" not in line, line
+
+
+def test_an_lp_run_of_before_2026_12_07_resumes_with_the_flags_the_refusals_name(tmp_path, capsys, monkeypatch, lp_asking):
+    # lp asked SeLa for Adam 2e-3, heads on standardised pooled features, batch 256 and one head
+    # until 2026-12-07; such a run is refused one option at a time, each refusal naming the flag
+    # and value that resume it, and resumes with all of them
+    lp_asking({"optimizer": "adam", "lr": 2e-3, "head_bn": "pooled", "batch_size": 256, "n_heads": 1})
+    out = tmp_path / "run"
+    assert _main(out, "--solver", "lp") == 0
+    monkeypatch.undo()
+    flags = []
+    for _ in range(6):
+        code = _main(out, "--solver", "lp", "--resume", *flags, epochs=2)
+        if code != 2:
+            break
+        hint = _error_line(capsys).rsplit("; ", 1)[1]
+        assert hint.endswith(" resumes it as it was (a default that changed since the run)"), hint
+        flags += hint.split(" resumes")[0].split(" ")
+    assert code == 0 and load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
+    named = dict(zip(flags[::2], flags[1::2]))
+    assert named.keys() >= {"--optimizer", "--lr", "--n-heads"} and named["--optimizer"] == "adam", named
+    assert float(named["--lr"]) == 2e-3 and named["--n-heads"] == "1", named
 
 
 def test_resume_allows_raising_epochs_and_the_listed_options(run_copy):
