@@ -21,8 +21,8 @@ def embed_run(run_dir: str | Path, data: str | None = None, batch_size: int = 51
               workers: int = 0) -> dict:
     """``features`` [N, F] float32 (encoder output), ``logits`` [N, K] (the head the run reads out,
     :meth:`Recipe.readout_logits <assignsolve.train.recipes.base.Recipe.readout_logits>`: the
-    lowest-loss sub-head of SeLa and IIC, else the first cluster head or the prototype scores,
-    when the recipe has one), ``labels`` [N] (when the data has them).
+    lowest-loss sub-head of SeLa and IIC, CoKe's classifier scores, else the first cluster head or
+    SwAV's prototype scores), ``labels`` [N] (when the data has them).
 
     ``data``: the source to embed (default: the run's own ``--data``), read like ``run`` reads it
     (:func:`assignsolve.data.load_dataset`), at the run's ``--image-size``; an ImageFolder

@@ -56,7 +56,8 @@ class SavedRun:
 def load_run(run_dir: str | Path, input_shape: tuple[int, ...], n: int, device: torch.device) -> SavedRun:
     """The run's trained and random (epoch-0) models on ``device``; the recipe state (per-sample
     labels, banks) is sized for the samples the run trained on (``n_samples_used`` in its
-    config.json), or ``n`` for a run saved before that was recorded, whatever data is read out."""
+    config.json, or in the checkpoint's config when an older run was resumed since), or ``n`` for
+    a run saved before that was recorded, whatever data is read out."""
     from ..ops.dist import Dist
 
     cfg, extra = run_config(run_dir)
@@ -64,12 +65,16 @@ def load_run(run_dir: str | Path, input_shape: tuple[int, ...], n: int, device: 
         cfg = attrs.evolve(cfg, n_heads=int(extra["n_heads_used"]))
     if cfg.head_bn is None and "head_bn_used" in extra:  # the heads the run had, whatever today's default
         cfg = attrs.evolve(cfg, head_bn=str(extra["head_bn_used"]))
+    if cfg.temperature is None and "temperature_used" in extra:  # CoKe's read-out scores, as trained
+        cfg = attrs.evolve(cfg, temperature=float(extra["temperature_used"]))
     k = int(extra.get("n_clusters_used") or cfg.n_clusters or 10)
-    n = int(extra.get("n_samples_used", n))
     path = Path(run_dir) / "checkpoint.pt"
     if not path.is_file():
         raise TrainError(f"--run: expected a checkpoint at {str(path)!r}, found none")
     ckpt = load_checkpoint(path, device)  # weights_only=True, format 2, complete (TrainError otherwise)
+    # config.json is written when a run starts; a resume (of a run older than the record) updates
+    # only the checkpoint's copy
+    n = int(extra.get("n_samples_used", ckpt["config"].get("n_samples_used", n)))
     d = Dist()
     models = []
     for _ in range(2):

@@ -163,12 +163,27 @@ def test_embed_writes_cokes_classifier_scores(tmp_path, capsys):
     logits = np.load(out)["logits"]
     assert logits.shape == (1797, 10)
     np.testing.assert_allclose(logits[:50], ref.numpy(), rtol=1e-4, atol=1e-4)
-    # the bank holds one label per trained sample (120, --limit): without the run's record of
-    # that (n_samples_used, written since 2026-12-07) the state does not fit 1,797 and is refused
+    # the temperature the run trained with (temperature_used), not today's default
+    path = run_dir / "config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps({**config, "temperature_used": config["temperature_used"] / 2}))
+    code, _, err = _main(capsys, "embed", "--run", str(run_dir), "--out", str(tmp_path / "t.npz"))
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "t.npz")["logits"], 2 * logits, rtol=1e-5, atol=1e-5)
+    path.write_text(json.dumps(config))
+    # the bank holds one label per trained sample (120, --limit), recorded as n_samples_used (since
+    # 2026-12-07) in config.json and the checkpoint's config; an older run resumed since has it in
+    # the checkpoint only, and loads; one with neither does not fit 1,797 and is refused
     path = run_dir / "config.json"
     config = json.loads(path.read_text())
     assert config["n_samples_used"] == 120
     del config["n_samples_used"]
     path.write_text(json.dumps(config))
+    code, _, err = _main(capsys, "embed", "--run", str(run_dir), "--out", str(tmp_path / "resumed.npz"))
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "resumed.npz")["logits"], logits)
+    saved = json.loads(ckpt["config"])
+    del saved["n_samples_used"]
+    torch.save({**ckpt, "config": json.dumps(saved)}, run_dir / "checkpoint.pt")
     code, _, err = _main(capsys, "embed", "--run", str(run_dir), "--out", str(tmp_path / "old.npz"))
     assert code == 2 and "recipe state" in err and "for 1797 samples" in err and len(err.strip().splitlines()) == 1
