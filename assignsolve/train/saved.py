@@ -28,6 +28,10 @@ _EXTRA = ("recipe", "n_clusters_used", "optimizer_used", "lr_used", "relabel_eve
           "solver_options_used", "n_heads_used", "head_bn_used", "n_samples_used")
 
 
+#: options a saved run is rebuilt with as it used them when config.json left them to a default
+_AS_USED = (("n_heads", int), ("head_bn", str), ("temperature", float))
+
+
 def run_config(run_dir: str | Path) -> tuple[TrainConfig, dict]:
     """``(TrainConfig, extras)`` from ``DIR/config.json``."""
     path = Path(run_dir) / "config.json"
@@ -61,12 +65,10 @@ def load_run(run_dir: str | Path, input_shape: tuple[int, ...], n: int, device: 
     from ..ops.dist import Dist
 
     cfg, extra = run_config(run_dir)
-    if cfg.n_heads is None and "n_heads_used" in extra:  # the heads the run had, whatever today's default
-        cfg = attrs.evolve(cfg, n_heads=int(extra["n_heads_used"]))
-    if cfg.head_bn is None and "head_bn_used" in extra:  # the heads the run had, whatever today's default
-        cfg = attrs.evolve(cfg, head_bn=str(extra["head_bn_used"]))
-    if cfg.temperature is None and "temperature_used" in extra:  # CoKe's read-out scores, as trained
-        cfg = attrs.evolve(cfg, temperature=float(extra["temperature_used"]))
+    # the heads the run had (and CoKe's read-out temperature), whatever today's defaults
+    for field, cast in _AS_USED:
+        if getattr(cfg, field) is None and f"{field}_used" in extra:
+            cfg = attrs.evolve(cfg, **{field: cast(extra[f"{field}_used"])})
     k = int(extra.get("n_clusters_used") or cfg.n_clusters or 10)
     path = Path(run_dir) / "checkpoint.pt"
     if not path.is_file():

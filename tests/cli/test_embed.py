@@ -18,20 +18,37 @@ def _main(capsys, *args):
     return code, out.out, out.err
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def _digits_run(tmp_path, name, **opts):
+    """A one-epoch run on 120 of the digits, in ``tmp_path / name``."""
     from assignsolve.train.config import config_from_args
     from assignsolve.train.loop import run
 
-    out = tmp_path_factory.mktemp("run") / "r"
+    out = tmp_path / name
     run(config_from_args({"data": "digits", "limit": 120, "epochs": 1, "batch_size": 60, "progress": False,
-                          "out": str(out), "device": "cpu", "eval_every": 1}))
+                          "out": str(out), "device": "cpu", **opts}))
     return out
+
+
+def _encoder_features(ckpt, data, n):
+    """Independent reference: the encoder rebuilt by hand from the checkpoint's weights, on the
+    first ``n`` images; and the checkpoint's config (format 2: a JSON string)."""
+    from assignsolve.registry.manager import get_encoder
+
+    config = json.loads(ckpt["config"])
+    enc = get_encoder(config["encoder"], tuple(data.input_shape), **config["encoder_opt"])
+    enc.load_state_dict(ckpt["encoder"])
+    enc.eval()
+    with torch.no_grad():
+        return enc(data.x[:n]), config
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return _digits_run(tmp_path_factory.mktemp("run"), "r", eval_every=1)
 
 
 def test_embed_writes_the_checkpoints_features_logits_labels(run_dir, tmp_path, capsys):
     from assignsolve.data import load_dataset
-    from assignsolve.registry.manager import get_encoder
 
     out = tmp_path / "emb.npz"
     code, stdout, err = _main(capsys, "embed", "--run", str(run_dir), "--out", str(out))
@@ -39,15 +56,8 @@ def test_embed_writes_the_checkpoints_features_logits_labels(run_dir, tmp_path, 
     saved = np.load(out)
     data = load_dataset("digits")
     assert saved["features"].shape[0] == 1797 and saved["labels"].tolist() == data.labels.tolist()
-    # independent reference: the encoder rebuilt by hand from the checkpoint's weights
-    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    config = json.loads(ckpt["config"])  # format 2: the config as a JSON string
-    enc = get_encoder(config["encoder"], tuple(data.input_shape), **config["encoder_opt"])
-    enc.load_state_dict(ckpt["encoder"])
-    enc.eval()
-    with torch.no_grad():
-        ref = enc(data.x[:50]).numpy()
-    np.testing.assert_allclose(saved["features"][:50], ref, rtol=1e-5, atol=1e-5)
+    ref, _ = _encoder_features(torch.load(run_dir / "checkpoint.pt", weights_only=True), data, 50)
+    np.testing.assert_allclose(saved["features"][:50], ref.numpy(), rtol=1e-5, atol=1e-5)
     assert saved["logits"].shape == (1797, 10)
     # refuses to overwrite; the file compare --features reads
     code, _, err = _main(capsys, "embed", "--run", str(run_dir), "--out", str(out))
@@ -94,27 +104,6 @@ def test_a_saved_run_is_rebuilt_with_the_heads_it_had_not_todays_default(tmp_pat
     path.write_text(json.dumps(config))
     with pytest.raises(TrainError, match="expected the encoder/heads/recipe state"):
         load_run(out, (1, 8, 8), 60, torch.device("cpu"))
-
-
-def _digits_run(tmp_path, name, **opts):
-    from assignsolve.train.config import config_from_args
-    from assignsolve.train.loop import run
-
-    out = tmp_path / name
-    run(config_from_args({"data": "digits", "limit": 120, "epochs": 1, "batch_size": 60, "progress": False,
-                          "out": str(out), "device": "cpu", **opts}))
-    return out
-
-
-def _encoder_features(ckpt, data, n):
-    from assignsolve.registry.manager import get_encoder
-
-    config = json.loads(ckpt["config"])
-    enc = get_encoder(config["encoder"], tuple(data.input_shape), **config["encoder_opt"])
-    enc.load_state_dict(ckpt["encoder"])
-    enc.eval()
-    with torch.no_grad():
-        return enc(data.x[:n]), config
 
 
 def test_embed_writes_the_sub_head_sela_reads_out(tmp_path, capsys):

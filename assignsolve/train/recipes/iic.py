@@ -51,7 +51,7 @@ class IICRecipe(LossReadOut, Recipe):
         per_head = iic_head_losses(p(out1["logits"]), p(out2["logits"]), lamb=self.cfg.iic_lamb)
         over = iic_multihead_loss(p(out1["over"]), p(out2["over"]), lamb=self.cfg.iic_lamb)
         self.note_head_losses(per_head)
-        return per_head.mean() + over, out1["logits"][self.best_head].argmax(1)
+        return per_head.mean() + over, self.head_labels(out1)
 
     def end_epoch(self, ctx, epoch):
         """The read-out for the next evaluation: :func:`read_out_head` on every training sample's
