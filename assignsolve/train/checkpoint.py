@@ -168,6 +168,11 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int,
             raise TrainError(f"--resume: {_flag(name)} was {old!r} in the checkpoint, found {now[key]!r}: it changes "
                              f"the experiment (may change: {allowed}; --epochs only upwards); "
                              f"use another --out for a new run{hint}")
+    trained, found = saved.get("n_samples_used"), now.get("n_samples_used")
+    if trained is not None and trained != found:  # not recorded before 2026-12-07: not compared
+        limit = f" (--limit {cfg.limit})" if cfg.limit is not None else ""
+        raise TrainError(f"--resume: the run trained on {trained} samples, --data {cfg.data!r}{limit} now gives "
+                         f"{found}: the data changed since the run; use another --out for a new run")
     if cfg.epochs < done:
         raise TrainError(f"--resume: --epochs {cfg.epochs} is below the {done} epochs already in the checkpoint")
 

@@ -337,6 +337,22 @@ def test_resume_refuses_fewer_epochs_than_done(run_copy, capsys):
     assert "below the 2 epochs" in _error_line(capsys)
 
 
+def test_resume_refuses_a_data_file_that_changed_size_under_the_same_path(tmp_path, capsys):
+    # the same --data path with fewer images: every option is as saved, only the data differ
+    rng = np.random.default_rng(0)
+    data = tmp_path / "imgs.npz"
+    np.savez(data, images=rng.integers(0, 256, (40, 1, 8, 8), dtype=np.uint8), labels=np.arange(40) % 4)
+    out = tmp_path / "run"
+    assert _main(out, "--data", str(data)) == 0
+    assert json.loads((out / "config.json").read_text())["n_samples_used"] == 40
+    np.savez(data, images=rng.integers(0, 256, (36, 1, 8, 8), dtype=np.uint8), labels=np.arange(36) % 4)
+    before = _digest(out)
+    assert _main(out, "--data", str(data), "--resume", epochs=2) == 2
+    line = _error_line(capsys)
+    assert "trained on 40 samples" in line and "now gives 36" in line and str(data) in line, line
+    assert _digest(out) == before
+
+
 # ----------------------------------------------------------------- safe, checked checkpoints
 class _Evil:
     def __init__(self, marker):
