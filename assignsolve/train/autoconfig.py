@@ -68,7 +68,8 @@ def auto_augment(input_shape: tuple[int, ...], recipe: str | None = None) -> str
 #: The training options a solver's ``recipe_training`` may set (hyper-parameters whose flag
 #: defaults to "not given"; not the recipe, data, output or seed of the run)
 SOLVER_TRAINING_KEYS = ("n_heads", "overcluster", "head_bn", "epochs", "batch_size", "optimizer", "lr",
-                        "lr_schedule", "relabel_every", "temperature", "pca_dim", "repeats", "freeze_prototypes")
+                        "lr_schedule", "warmup", "relabel_every", "temperature", "pca_dim", "repeats",
+                        "freeze_prototypes")
 
 
 def with_solver_training(cfg):
@@ -97,8 +98,9 @@ def with_solver_training(cfg):
 
 def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...], world: int = 1):
     """``cfg`` with the solver's training defaults for its recipe (:func:`with_solver_training`),
-    then epochs, batch size, augmentation, stroke jitter and repeats filled in from the data and
-    recipe (the batch per process from each of the ``world`` processes' share of the samples)."""
+    then epochs, batch size, warm-up, augmentation, stroke jitter and repeats filled in from the
+    data and recipe (the batch per process from each of the ``world`` processes' share of the
+    samples)."""
     from ..registry.manager import recipe_entry
 
     cfg = with_solver_training(cfg)
@@ -112,6 +114,8 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...], world: int
     if cfg.batch_size is None:
         changes["batch_size"] = auto_batch_size(RECIPE_BATCH.get(recipe, 256), math.ceil(n_samples / world),
                                                 recipe_cls.min_epoch_steps)
+    if cfg.warmup is None:
+        changes["warmup"] = recipe_cls.default_warmup
     augment = cfg.augment if cfg.augment != "auto" else auto_augment(tuple(input_shape), recipe)
     changes["augment"] = augment
     if cfg.repeats not in (None, 1) and augment != "grey":

@@ -132,6 +132,8 @@ def saved_with_solver(ckpt: Mapping) -> dict:
             pass
     # written before the stroke jitter: the 'grey' views had none (resumes with --stroke-jitter 0)
     saved.setdefault("stroke_jitter", 0.0)
+    # written before --warmup (2026-12-08): no warm-up (resumes with --warmup 0)
+    saved.setdefault("warmup", 0.0)
     if "solver_options_used" not in saved:
         try:
             saved["solver_options_used"] = json.loads(ckpt["solver"])["options"]

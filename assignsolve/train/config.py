@@ -92,6 +92,8 @@ class TrainConfig:
     lr: float | None = attrs.field(default=None, validator=_at_least(0, optional=True))
     lr_schedule: str | None = attrs.field(default=None,
                                           validator=attrs.validators.optional(_choice(LR_SCHEDULES)))
+    warmup: float | None = attrs.field(default=None, validator=[_at_least(0, optional=True),
+                                                                _at_most(1, optional=True)])
     momentum: float = attrs.field(default=0.9, validator=_at_least(0))
     weight_decay: float = attrs.field(default=1e-5, validator=_at_least(0))
     relabel_every: float | None = attrs.field(default=None, validator=_at_least(0.001, optional=True))
@@ -187,6 +189,21 @@ def scheduled_lr(base: float, schedule: str, progress: float) -> float:
     raise TrainError(f"lr_schedule: expected one of {list(LR_SCHEDULES)}, found {schedule!r}")
 
 
+def warmup_epochs(fraction: float, epochs: int) -> int:
+    """Whole epochs of warm-up, as SwAV counts them (``--warmup_epochs``): the fraction
+    ``--warmup`` of ``--epochs``, rounded up (0.2 of 28 epochs: 6; of 10: 2; 0: none). The product
+    is rounded to 6 decimals first, so 0.55 x 100 = 55.00000000000001 is 55 epochs, not 56."""
+    return math.ceil(round(fraction * epochs, 6))
+
+
+def warmup_factor(done_epochs: float, warmup: int) -> float:
+    """The share of the scheduled learning rate under a linear warm-up over ``warmup`` epochs:
+    ``min(1, done / warmup)``, ``done`` the epochs completed at the end of the step, so the first
+    step takes 1/steps of the rate where SwAV's ``main_swav.py`` (``np.linspace(start_warmup,
+    base_lr, ...)``) starts at ``start_warmup`` = 0; 1 without warm-up."""
+    return min(1.0, done_epochs / warmup) if warmup > 0 else 1.0
+
+
 #: Optimiser and learning rate when --optimizer/--lr are not given. DeepCluster (Caron et al.
 #: 2018, Sec. 4): SGD, lr 0.05, momentum 0.9; with Adam, every epoch's fresh top layer sends
 #: near-zero but Adam-normalised (so full-size) updates into the encoder, which drifts
@@ -270,6 +287,10 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
     ("lr_schedule", str, "NAME", "learning rate over the run, set every step: constant, or cosine (SwAV's "
      "decay from --lr to 0 over --epochs; on 5,000 MNIST digits it cost SwAV 0.03-0.09 accuracy in 10 epochs, "
      "docs/training.md) (default: the recipe's; constant for every built-in recipe)"),
+    ("warmup", float, "F", "linear warm-up of the learning rate from 0 over the first fraction F of the run's "
+     "epochs, rounded up to whole epochs as SwAV's warm-up (0: none) (default: the recipe's, 0 for every "
+     "built-in recipe; a solver may ask its recipe for another: lp 0.2 under sela, 6 of the digits' 28 "
+     "epochs, 2 of MNIST's 10)"),
     ("momentum", float, "M", "SGD momentum"),
     ("weight_decay", float, "WD", "weight decay"),
     ("relabel_every", float, "E", "SeLa, DeepCluster: solve for new pseudo-labels every E epochs, evenly "

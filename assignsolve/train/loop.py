@@ -50,7 +50,7 @@ from ..ops.dist import Dist, init_distributed
 from ..ops.stats import balance
 from ..registry.manager import recipe_entry
 from .build import build_model
-from .config import TrainConfig, config_from_args, scheduled_lr
+from .config import TrainConfig, config_from_args, scheduled_lr, warmup_epochs, warmup_factor
 from .context import Context, MetricsLog, _fmt, evaluate
 from .atomic import atomic_write_text
 from .checkpoint import check_resume, load_checkpoint, restore, save_checkpoint, saved_config, saved_with_solver
@@ -130,7 +130,8 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     optimizer_name, lr = cfg.optimizer_lr
     if d.main:
         print(f"assignsolve run: {recipe_name} recipe, encoder {cfg.encoder}, {cfg.epochs} epochs, batch "
-              f"{cfg.batch_size}, {optimizer_name} lr {lr:g}, augment {cfg.augment!r} x{cfg.repeats}"
+              f"{cfg.batch_size}, {optimizer_name} lr {lr:g}"
+              f"{f' (warm-up over {warmup_epochs(cfg.warmup, cfg.epochs)} epochs)' if cfg.warmup else ''}, augment {cfg.augment!r} x{cfg.repeats}"
               f"{f', stroke jitter {cfg.stroke_jitter:g}' if cfg.stroke_jitter else ''}", file=sys.stderr)
     if cfg.n_clusters is not None:
         k = cfg.n_clusters
@@ -284,9 +285,11 @@ def train_one_epoch(ctx: Context, epoch: int, amdim_weight: float = 0.0) -> dict
                disable=not (cfg.progress and d.main), leave=False, dynamic_ncols=True)
     loss_sum, bal_sum, steps = 0.0, 0.0, 0
     base_lr, schedule = cfg.optimizer_lr[1], cfg.lr_schedule_used
+    warmup = warmup_epochs(cfg.warmup, cfg.epochs)
     for idx, x in bar:
         recipe.before_batch(ctx, epoch, steps, len(batches))
         lr = scheduled_lr(base_lr, schedule, (epoch + steps / len(batches)) / cfg.epochs)
+        lr = lr * warmup_factor(epoch + (steps + 1) / len(batches), warmup)
         for group in ctx.optimizer.param_groups:
             group["lr"] = lr
         loss, shown = train_step(ctx, idx, epoch, amdim_weight, x)

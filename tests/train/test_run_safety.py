@@ -304,13 +304,24 @@ def test_resume_hint_names_a_default_the_solver_filled_in_and_never_a_missing_va
     assert "--repeats was None in the checkpoint, found 1" in line and "resumes it as it was" not in line, line
 
 
-def test_an_lp_run_of_before_2026_12_07_resumes_with_the_flags_the_refusals_name(tmp_path, capsys, monkeypatch, lp_asking):
-    # lp asked SeLa for Adam 2e-3, heads on standardised pooled features, batch 256 and one head
-    # until 2026-12-07; such a run is refused one option at a time, each refusal naming the flag
-    # and value that resume it, and resumes with all of them
-    lp_asking({"optimizer": "adam", "lr": 2e-3, "head_bn": "pooled", "batch_size": 256, "n_heads": 1})
+@pytest.mark.parametrize("training, named, written_before_warmup", [
+    # until 2026-12-07: Adam 2e-3, heads on standardised pooled features, batch 256, one head
+    ({"optimizer": "adam", "lr": 2e-3, "head_bn": "pooled", "batch_size": 256, "n_heads": 1},
+     {"--optimizer": "adam", "--lr": "0.002", "--head-bn": "pooled", "--n-heads": "1", "--warmup": "0.0"}, False),
+    # 2026-12-07: SGD at 0.2 without warm-up, saved before --warmup existed (no "warmup" key)
+    ({"optimizer": "sgd", "lr": 0.2}, {"--warmup": "0.0"}, True),
+])
+def test_an_lp_run_of_older_defaults_resumes_with_the_flags_the_refusals_name(
+        tmp_path, capsys, monkeypatch, lp_asking, training, named, written_before_warmup):
+    # such a run is refused one option at a time, each refusal naming the flag and value that
+    # resume it, and resumes with all of them
+    lp_asking({**training, "warmup": 0.0})
     out = tmp_path / "run"
     assert _main(out, "--solver", "lp") == 0
+    if written_before_warmup:
+        ckpt, config = _saved_config(out / "checkpoint.pt")
+        assert config.pop("warmup") == 0.0
+        _save_config(out / "checkpoint.pt", ckpt, config)
     monkeypatch.undo()
     flags = []
     for _ in range(6):
@@ -321,8 +332,8 @@ def test_an_lp_run_of_before_2026_12_07_resumes_with_the_flags_the_refusals_name
         assert hint.endswith(" resumes it as it was (a default that changed since the run)"), hint
         flags += hint.split(" resumes")[0].split(" ")
     assert code == 0 and load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
-    named = dict(zip(flags[::2], flags[1::2]))  # TINY gives --batch-size: the old 256 was never taken
-    assert named == {"--optimizer": "adam", "--lr": "0.002", "--head-bn": "pooled", "--n-heads": "1"}, named
+    # TINY gives --batch-size: the old 256 was never taken
+    assert dict(zip(flags[::2], flags[1::2])) == named, flags
 
 
 def test_resume_allows_raising_epochs_and_the_listed_options(run_copy):
