@@ -289,8 +289,8 @@ _FLAGS: list[tuple[str, Any, str | None, str]] = [
      "docs/training.md) (default: the recipe's; constant for every built-in recipe)"),
     ("warmup", float, "F", "linear warm-up of the learning rate from 0 over the first fraction F of the run's "
      "epochs, rounded up to whole epochs as SwAV's warm-up (0: none) (default: the recipe's, 0 for every "
-     "built-in recipe; a solver may ask its recipe for another: lp 0.2 under sela, 6 of the digits' 28 "
-     "epochs, 2 of MNIST's 10)"),
+     "built-in recipe; a solver may ask its recipe for another: lp 0.1 under sela, 3 of the digits' 28 "
+     "epochs, 1 of MNIST's 10)"),
     ("momentum", float, "M", "SGD momentum"),
     ("weight_decay", float, "WD", "weight decay"),
     ("relabel_every", float, "E", "SeLa, DeepCluster: solve for new pseudo-labels every E epochs, evenly "

@@ -214,6 +214,6 @@ def test_builtin_solvers_declare_their_recipes():
     assert reg.solvers["sinkhorn-gpu"].recipe_options == {"sela": {"epsilon": 0.1}, "swav": {"mode": "swav", "epsilon": 0.05, "max_iter": 10}}
     assert reg.solvers["kmeans"].recipe_options == {"deepcluster": {"n_init": "auto"}}
     assert reg.solvers["coke"].recipe_options == {"coke": {"gamma": 0.8}}
-    assert {n: e.recipe_training for n, e in reg.solvers.items() if e.recipe_training} == {"lp": {"sela": {"optimizer": "sgd", "lr": 0.2, "warmup": 0.2}}}
+    assert {n: e.recipe_training for n, e in reg.solvers.items() if e.recipe_training} == {"lp": {"sela": {"optimizer": "sgd", "lr": 0.2, "warmup": 0.1}}}
     builtin = {n for n, e in reg.recipes.items() if e.plugin == "recipes"}
     assert builtin == {"amdim", "coke", "deepcluster", "iic", "sela", "swav"}

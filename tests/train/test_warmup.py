@@ -1,6 +1,6 @@
 """``--warmup``: the learning rate rises linearly over the first fraction of the run's epochs,
 rounded up to whole epochs (SwAV's warm-up), on top of ``--lr-schedule``; the exact LP asks SeLa
-for 0.2 (docs/training.md)."""
+for 0.1 (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ TINY = dict(limit=96, batch_size=32, encoder_opt={"width": 8}, hidden_dim=32, pr
 
 def test_warmup_is_whole_epochs_and_its_factor_the_share_done_at_the_end_of_the_step():
     # a fraction of the run rounded up to whole epochs, as SwAV counts its warm-up
+    assert [warmup_epochs(0.1, e) for e in (28, 10, 15, 1)] == [3, 1, 2, 1]
     assert [warmup_epochs(0.2, e) for e in (28, 10, 15, 1)] == [6, 2, 3, 1]
     assert warmup_epochs(0.5, 2) == 1 and warmup_epochs(0.34, 3) == 2 and warmup_epochs(0.0, 28) == 0
     assert 0.55 * 100 > 55 and warmup_epochs(0.55, 100) == 55  # not 56 from the float product
@@ -50,10 +51,10 @@ def test_every_step_takes_the_warmed_up_scheduled_rate(tmp_path, monkeypatch):
     assert warmed[0] == pytest.approx(0.01 / 3, rel=1e-12) and warmed[3:] == seen[3:]
 
 
-def test_the_exact_lp_asks_sela_for_a_fifth_of_the_run_and_the_users_warmup_wins():
+def test_the_exact_lp_asks_sela_for_a_tenth_of_the_run_and_the_users_warmup_wins():
     digits, mnist = (1, 8, 8), (1, 28, 28)
-    assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).warmup == 0.2  # 2 of 10 epochs
-    assert resolve_config(TrainConfig(solver="lp"), 1797, digits).warmup == 0.2  # 6 of 28
+    assert resolve_config(TrainConfig(solver="lp"), 5000, mnist).warmup == 0.1  # 1 of 10 epochs
+    assert resolve_config(TrainConfig(solver="lp"), 1797, digits).warmup == 0.1  # 3 of 28
     assert resolve_config(TrainConfig(solver="lp", warmup=0.0), 1797, digits).warmup == 0.0
     assert resolve_config(TrainConfig(solver="lp", method="swav"), 1797, digits).warmup == 0.0
     for solver in ("sinkhorn-pot", "sinkhorn-gpu", "kmeans", "coke", "iic"):
