@@ -115,7 +115,10 @@ def resolve_config(cfg, n_samples: int, input_shape: tuple[int, ...], world: int
         changes["batch_size"] = auto_batch_size(RECIPE_BATCH.get(recipe, 256), math.ceil(n_samples / world),
                                                 recipe_cls.min_epoch_steps)
     if cfg.warmup is None:
-        changes["warmup"] = recipe_cls.default_warmup
+        warm = recipe_cls.default_warmup
+        if isinstance(warm, bool) or not isinstance(warm, (int, float)) or not 0 <= warm <= 1:
+            raise TrainError(f"recipe {recipe!r}: default_warmup must be a number in [0, 1], found {warm!r}")
+        changes["warmup"] = float(warm)
     augment = cfg.augment if cfg.augment != "auto" else auto_augment(tuple(input_shape), recipe)
     changes["augment"] = augment
     if cfg.repeats not in (None, 1) and augment != "grey":

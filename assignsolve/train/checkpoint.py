@@ -25,7 +25,7 @@ import torch
 
 from ..core.errors import TrainError
 from .atomic import atomic_write
-from .config import TrainConfig, head_bn_for
+from .config import TrainConfig, head_bn_for, warmup_epochs
 
 __all__ = ["FORMAT", "MAY_CHANGE", "check_resume", "load_checkpoint", "restore", "save_checkpoint",
            "saved_with_solver"]
@@ -175,6 +175,12 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int,
         limit = f" (--limit {cfg.limit})" if cfg.limit is not None else ""
         raise TrainError(f"--resume: the run trained on {trained} samples, --data {cfg.data!r}{limit} now gives "
                          f"{found}: the data changed since the run; use another --out for a new run")
+    saved_epochs = saved.get("epochs", cfg.epochs)
+    was, now_w = warmup_epochs(saved.get("warmup") or 0.0, saved_epochs), warmup_epochs(cfg.warmup or 0.0, cfg.epochs)
+    if done < was and now_w != was:  # --warmup is a fraction of --epochs: a raised --epochs would stretch it
+        raise TrainError(f"--resume: the run is inside its warm-up ({done} of {was} epochs, --warmup {cfg.warmup} "
+                         f"of --epochs {saved_epochs}); --epochs {cfg.epochs} would make it {now_w} "
+                         f"epoch{'s' * (now_w != 1)}: resume with --epochs {saved_epochs} until the warm-up is over")
     if cfg.epochs < done:
         raise TrainError(f"--resume: --epochs {cfg.epochs} is below the {done} epochs already in the checkpoint")
 

@@ -348,6 +348,29 @@ def test_resume_refuses_fewer_epochs_than_done(run_copy, capsys):
     assert "below the 2 epochs" in _error_line(capsys)
 
 
+def test_resume_inside_the_warmup_refuses_an_epochs_that_would_stretch_it(tmp_path, capsys):
+    # --warmup is a fraction of --epochs: a run stopped inside its warm-up (here 1 of 2 epochs
+    # done, --warmup 0.5 of 4 epochs) resumed with --epochs 8 would warm up over 4 epochs, its
+    # rate falling back (with --epochs 2, over 1: a jump); refused, naming the epochs that resume
+    # it. With them it resumes, and once past the warm-up a raised --epochs is accepted again
+    out = tmp_path / "run"
+    assert _main(out, "--warmup", "1") == 0  # 1 epoch, W = 1; rewritten as 1 of 4 epochs at 0.5 (W = 2)
+    ckpt, config = _saved_config(out / "checkpoint.pt")
+    config.update(epochs=4, warmup=0.5)
+    _save_config(out / "checkpoint.pt", ckpt, config)
+    before = _digest(out)
+    assert _main(out, "--resume", "--warmup", "0.5", epochs=8) == 2
+    line = _error_line(capsys)
+    assert "inside its warm-up (1 of 2 epochs, --warmup 0.5 of --epochs 4); --epochs 8 would make it 4" in line, line
+    assert line.endswith("resume with --epochs 4 until the warm-up is over"), line
+    assert _digest(out) == before
+    assert _main(out, "--resume", "--warmup", "0.5", epochs=2) == 2
+    assert "--epochs 2 would make it 1 epoch:" in _error_line(capsys)
+    assert _main(out, "--resume", "--warmup", "0.5", epochs=4) == 0
+    assert _main(out, "--resume", "--warmup", "0.5", epochs=5) == 0  # past the warm-up: --epochs may rise
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 5
+
+
 def test_resume_refuses_a_data_file_that_changed_size_under_the_same_path(tmp_path, capsys):
     # the same --data path with fewer images: every option is as saved, only the data differ
     rng = np.random.default_rng(0)

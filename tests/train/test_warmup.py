@@ -63,3 +63,12 @@ def test_the_exact_lp_asks_sela_for_a_tenth_of_the_run_and_the_users_warmup_wins
     for bad in (-0.1, 1.5):
         with pytest.raises(TrainError, match="warmup"):
             TrainConfig(warmup=bad)
+
+
+def test_a_recipes_bad_default_warmup_is_refused_naming_the_recipe(monkeypatch):
+    import assignsolve.train as T
+
+    for bad in (None, 2.0, "0.1", True):
+        monkeypatch.setattr(T.SeLa, "default_warmup", bad)
+        with pytest.raises(TrainError, match=r"recipe 'sela': default_warmup must be a number in \[0, 1\]"):
+            resolve_config(TrainConfig(solver="sinkhorn-pot"), 1797, (1, 8, 8))

@@ -35,7 +35,8 @@ class Recipe:
     default_optimizer: ClassVar[str] = "adam"
     #: learning-rate schedule when ``--lr-schedule`` is not given ("constant" or "cosine")
     default_lr_schedule: ClassVar[str] = "constant"
-    #: ``--warmup`` when not given: the fraction of the run's steps of linear learning-rate warm-up
+    #: ``--warmup`` when not given: linear learning-rate warm-up over this fraction of the run's
+    #: epochs, rounded up to whole epochs (a number in [0, 1])
     default_warmup: ClassVar[float] = 0.0
     #: the paper's solver options, applied where the solver has the option (the solver's own
     #: ``recipe_options[name]``, then ``--solver-opt``, take precedence)

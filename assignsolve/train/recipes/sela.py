@@ -24,7 +24,7 @@ class SeLa(LossReadOut, RelabelRecipe):
     #: 0.928 / 0.831 / 0.930 / 0.934 / 0.876 / 0.884 / 0.884 / 0.938, against Adam 1e-3 (the
     #: default until 2026-12-07) 0.937 / 0.796 / 0.807 / 0.941 / 0.865 / 0.861 / 0.908 / 0.905
     #: and SGD at 0.03 0.923 / 0.916 / 0.927 / 0.830 / 0.937 / 0.880 / 0.802 / 0.688. The exact
-    #: LP under this recipe asks for SGD at 0.2 (its recipe_training).
+    #: LP under this recipe asks for SGD at 0.2 with --warmup 0.1 (its recipe_training).
     default_optimizer: ClassVar[str] = "sgd"
     #: two label optimisations an epoch (self-label's CIFAR script has one, --nopts = --epochs, over
     #: 400 epochs; in 10 epochs one an epoch leaves the run still climbing): 5,000 MNIST digits
