@@ -131,7 +131,8 @@ def _run(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     if d.main:
         print(f"assignsolve run: {recipe_name} recipe, encoder {cfg.encoder}, {cfg.epochs} epochs, batch "
               f"{cfg.batch_size}, {optimizer_name} lr {lr:g}"
-              f"{f' (warm-up: {warmup_epochs(cfg.warmup, cfg.epochs)} of the epochs)' if cfg.warmup else ''}, augment {cfg.augment!r} x{cfg.repeats}"
+              f"{f' (warm-up: {warmup_epochs(cfg.warmup, cfg.epochs)} of the epochs)' if cfg.warmup else ''}"
+              f", augment {cfg.augment!r} x{cfg.repeats}"
               f"{f', stroke jitter {cfg.stroke_jitter:g}' if cfg.stroke_jitter else ''}", file=sys.stderr)
     if cfg.n_clusters is not None:
         k = cfg.n_clusters
