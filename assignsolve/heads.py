@@ -104,10 +104,11 @@ class ClusterHeads(nn.Module):
         recipes' ``--head-bn``: IIC's default on globally pooled features, the exact LP's under
         SeLa from 2026-12-04 to 2026-12-07). Globally pooled post-ReLU features are all positive
         and share one dominant common direction, so a linear head on them first splits the data
-        along that direction (how much ink an 8x8 digit has), a clustering that survives augmentation and that the
-        MI objective then locks in; centred inputs let it find the classes (measured on digits:
-        IIC pseudo-label NMI after 30 epochs 0.40 -> 0.59; docs/training.md). IIC's own heads
-        read un-pooled feature maps, where the common direction does not dominate.
+        along that direction (how much ink an 8x8 digit has), a clustering that survives
+        augmentation and that the MI objective then locks in; centred inputs let it find the
+        classes (measured on digits: IIC pseudo-label NMI after 30 epochs 0.40 -> 0.59;
+        docs/training.md). IIC's own heads read un-pooled feature maps, where the common
+        direction does not dominate.
 
     Attributes
     ----------

@@ -95,7 +95,8 @@ def benchmark_script():
 @pytest.fixture()
 def lp_asking(monkeypatch):
     """Makes the ``lp`` solver's entry declare ``recipe_training = {"sela": training}`` for the
-    test, in place of its own (the built-in lp asks SeLa for SGD at 0.2 since 2026-12-07);
+    test, in place of its own (the built-in lp asks SeLa for SGD at 0.2 since 2026-12-07, with
+    --warmup 0.1 since 2026-12-08);
     every other solver's entry is left as it is."""
     import attrs
 

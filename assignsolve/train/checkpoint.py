@@ -176,8 +176,8 @@ def check_resume(saved: Mapping, cfg: TrainConfig, resolved: Mapping, done: int,
         raise TrainError(f"--resume: the run trained on {trained} samples, --data {cfg.data!r}{limit} now gives "
                          f"{found}: the data changed since the run; use another --out for a new run")
     saved_epochs = saved.get("epochs", cfg.epochs)
-    was = warmup_epochs(saved.get("warmup") or 0.0, saved_epochs)
-    now_w = warmup_epochs(cfg.warmup or 0.0, cfg.epochs)
+    was = warmup_epochs(saved.get("warmup", 0.0), saved_epochs)  # saved_with_solver: 0.0 for older runs
+    now_w = warmup_epochs(cfg.warmup, cfg.epochs)
     if done < was and now_w != was:  # --warmup is a fraction of --epochs: a raised --epochs would stretch it
         raise TrainError(f"--resume: the run is inside its warm-up ({done} of {was} epochs, --warmup {cfg.warmup} "
                          f"of --epochs {saved_epochs}); --epochs {cfg.epochs} would make it {now_w} "

@@ -163,8 +163,6 @@ def test_embed_writes_cokes_classifier_scores(tmp_path, capsys):
     # the bank holds one label per trained sample (120, --limit), recorded as n_samples_used (since
     # 2026-12-07) in config.json and the checkpoint's config; an older run resumed since has it in
     # the checkpoint only, and loads; one with neither does not fit 1,797 and is refused
-    path = run_dir / "config.json"
-    config = json.loads(path.read_text())
     assert config["n_samples_used"] == 120
     del config["n_samples_used"]
     path.write_text(json.dumps(config))
